@@ -1,0 +1,20 @@
+//! The model-agnostic heart of imgclass: model configuration (`model.toml`),
+//! labels, image preprocessing, post-processing (softmax, top-k) and the
+//! [`Engine`] trait that inference back-ends implement. No HTTP lives here.
+
+pub mod config;
+pub mod engine;
+pub mod labels;
+pub mod postprocess;
+pub mod preprocess;
+pub mod repository;
+
+pub use config::{InputLayout, ModelConfig, Normalization};
+pub use engine::{Engine, EngineError};
+pub use labels::Labels;
+pub use postprocess::{Prediction, softmax, top_k};
+pub use preprocess::{DecodeLimits, ImageError, ImageFormat, Preprocessed, Preprocessor};
+pub use repository::{LoadedModel, ModelRepository, ORT_VERSION, RepositoryError};
+
+/// Name of the model used when none is asked for.
+pub const DEFAULT_MODEL: &str = "efficientnet-lite0";

@@ -1,0 +1,170 @@
+//! ONNX Runtime, loaded from a shared library at run time (`load-dynamic`),
+//! so the binary builds without downloading anything and runs with the
+//! library `imgclass model fetch` took from the pinned PyPI wheel.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use imgclass_core::engine::{EngineKind, check_input};
+use imgclass_core::{Engine, EngineError, InputLayout, LoadedModel, ORT_VERSION};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::Tensor;
+
+use crate::{EngineOptions, Pool};
+
+
+/// The process-wide ONNX Runtime environment. The library can be loaded
+/// once per process, so the first path wins and later calls reuse it.
+static ENVIRONMENT: OnceLock<Result<(ort::environment::Environment, String), String>> = OnceLock::new();
+
+fn environment(lib: &Path) -> Result<&'static ort::environment::Environment, EngineError> {
+    let entry = ENVIRONMENT.get_or_init(|| {
+        if !lib.is_file() {
+            return Err(format!(
+                "{} does not exist; run `imgclass model fetch` or set IMGCLASS_ORT_LIB",
+                lib.display()
+            ));
+        }
+        let builder = ort::init_from(lib).map_err(|e| e.to_string())?;
+        let env = builder
+            .with_name("imgclass")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok((env, lib.display().to_string()))
+    });
+    match entry {
+        Ok((env, loaded)) => {
+            if Path::new(loaded) != lib {
+                tracing::debug!(loaded = %loaded, asked = %lib.display(), "ONNX Runtime already loaded from another path");
+            }
+            Ok(env)
+        }
+        Err(reason) => Err(EngineError::Load {
+            what: format!("ONNX Runtime from {}", lib.display()),
+            reason: reason.clone(),
+        }),
+    }
+}
+
+struct OrtSession {
+    session: Session,
+    input_name: String,
+    output_name: String,
+}
+
+/// ONNX Runtime engine: `sessions` independent sessions, each with
+/// `intra_threads` threads.
+pub struct OrtEngine {
+    pool: Pool<OrtSession>,
+    dims: [usize; 3],
+    image_len: usize,
+    classes: usize,
+    intra_threads: usize,
+}
+
+impl OrtEngine {
+    pub fn load(model: &LoadedModel, lib: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
+        let env = environment(lib)?;
+        let cfg = &model.config;
+        let onnx = model.onnx_path();
+        let fail = |e: ort::Error| EngineError::Load {
+            what: format!("model {}", onnx.display()),
+            reason: e.to_string(),
+        };
+        let mut sessions = Vec::with_capacity(options.sessions.max(1));
+        for _ in 0..options.sessions.max(1) {
+            let session = Session::builder(env)
+                .map_err(fail)?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| fail(e.into()))?
+                .with_intra_threads(options.intra_threads.max(1))
+                .map_err(|e| fail(e.into()))?
+                .with_inter_threads(1)
+                .map_err(|e| fail(e.into()))?
+                .commit_from_file(&onnx)
+                .map_err(fail)?;
+            let input_name = pick(&session.inputs().iter().map(|o| o.name().to_string()).collect::<Vec<_>>(), cfg.input.name.as_deref(), "input")?;
+            let output_name = pick(&session.outputs().iter().map(|o| o.name().to_string()).collect::<Vec<_>>(), cfg.output.name.as_deref(), "output")?;
+            sessions.push(OrtSession {
+                session,
+                input_name,
+                output_name,
+            });
+        }
+        let (w, h) = (cfg.input.width as usize, cfg.input.height as usize);
+        let dims = match cfg.input.layout {
+            InputLayout::Nchw => [3, h, w],
+            InputLayout::Nhwc => [h, w, 3],
+        };
+        Ok(OrtEngine {
+            pool: Pool::new(sessions),
+            dims,
+            image_len: cfg.image_len(),
+            classes: cfg.output.classes,
+            intra_threads: options.intra_threads.max(1),
+        })
+    }
+}
+
+/// The tensor named in `model.toml`, or the model's only/first one.
+fn pick(names: &[String], wanted: Option<&str>, what: &str) -> Result<String, EngineError> {
+    match wanted {
+        Some(w) if names.iter().any(|n| n == w) => Ok(w.to_string()),
+        Some(w) => Err(EngineError::Load {
+            what: format!("{what} {w:?}"),
+            reason: format!("the model's {what}s are {names:?}"),
+        }),
+        None => names.first().cloned().ok_or_else(|| EngineError::Load {
+            what: what.into(),
+            reason: format!("the model has no {what}"),
+        }),
+    }
+}
+
+impl Engine for OrtEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Ort
+    }
+    fn image_len(&self) -> usize {
+        self.image_len
+    }
+    fn num_classes(&self) -> usize {
+        self.classes
+    }
+    fn sessions(&self) -> usize {
+        self.pool.len()
+    }
+    fn describe(&self) -> String {
+        format!(
+            "ONNX Runtime {ORT_VERSION}, {} session(s) x {} thread(s)",
+            self.pool.len(),
+            self.intra_threads
+        )
+    }
+
+    fn infer(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
+        check_input(input, batch, self.image_len)?;
+        let shape = [batch, self.dims[0], self.dims[1], self.dims[2]];
+        let run_err = |e: ort::Error| EngineError::Run(e.to_string());
+        let tensor = Tensor::from_array((shape, input.to_vec())).map_err(run_err)?;
+        self.pool.with(|s| {
+            let outputs = s
+                .session
+                .run(ort::inputs![s.input_name.as_str() => tensor])
+                .map_err(run_err)?;
+            let (_, data) = outputs[s.output_name.as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(run_err)?;
+            if data.len() != batch * self.classes {
+                return Err(EngineError::Run(format!(
+                    "model returned {} values for {batch} images of {} classes",
+                    data.len(),
+                    self.classes
+                )));
+            }
+            Ok(data.to_vec())
+        })
+    }
+}
