@@ -1,0 +1,181 @@
+//! Real inputs for tests, never committed: labelled photos extracted from
+//! pinned, checksummed PyPI wheels (scikit-image, matplotlib, scikit-learn)
+//! and a model home holding the real converted default model.
+//!
+//! Everything is cached under `$IMGCLASS_TEST_CACHE` (default
+//! `~/.cache/imgclass-test`) and created with a lock plus an atomic rename,
+//! so parallel test processes share one copy.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use imgclass_core::ModelRepository;
+use imgclass_model::fetch::{PinnedWheel, obtain_wheel, read_member};
+
+const SKIMAGE: PinnedWheel = PinnedWheel {
+    package: "scikit-image",
+    version: "0.26.0",
+    file: "scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+    sha256: "74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
+    platforms: &["manylinux_2_28_x86_64"],
+};
+const MATPLOTLIB: PinnedWheel = PinnedWheel {
+    package: "matplotlib",
+    version: "3.11.2",
+    file: "matplotlib-3.11.2-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    sha256: "07d9b9fa60cd4c393692f50d0bb03123242ddf61c99bb0e95e75feb354e7c1a8",
+    platforms: &["manylinux_2_17_x86_64", "manylinux2014_x86_64"],
+};
+const SKLEARN: PinnedWheel = PinnedWheel {
+    package: "scikit-learn",
+    version: "1.9.1",
+    file: "scikit_learn-1.9.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+    sha256: "52a0703bbc07ad27f560fa63fa68e4c54dd735bfbbf65b4dd3c225dc7547b6df",
+    platforms: &["manylinux_2_28_x86_64"],
+};
+
+/// (wheel, member path, local name, ImageNet classes any of which must be
+/// in the top-k, k). Measured with the default model: grace_hopper's
+/// "military uniform" is third behind "academic gown" and "mortarboard"
+/// (every resize filter agrees), camera's "tripod" is first.
+pub const PHOTOS: &[(&str, &str, &str, &[usize], usize)] = &[
+    ("skimage", "skimage/data/coffee.png", "coffee.png", &[967, 968], 1),
+    ("skimage", "skimage/data/chelsea.png", "chelsea.png", &[281, 282, 285], 1),
+    ("skimage", "skimage/data/camera.png", "camera.png", &[872], 3),
+    ("skimage", "skimage/data/rocket.jpg", "rocket.jpg", &[657, 744], 1),
+    ("skimage", "skimage/data/motorcycle_left.png", "motorcycle_left.png", &[665, 670], 1),
+    ("skimage", "skimage/data/astronaut.png", "astronaut.png", &[], 1),
+    ("skimage", "skimage/data/hubble_deep_field.jpg", "hubble_deep_field.jpg", &[], 1),
+    ("skimage", "skimage/data/retina.jpg", "retina.jpg", &[], 1),
+    ("skimage", "skimage/data/coins.png", "coins.png", &[], 1),
+    ("skimage", "skimage/data/brick.png", "brick.png", &[], 1),
+    ("skimage", "skimage/data/grass.png", "grass.png", &[], 1),
+    ("skimage", "skimage/data/gravel.png", "gravel.png", &[], 1),
+    ("skimage", "skimage/data/moon.png", "moon.png", &[], 1),
+    ("skimage", "skimage/data/horse.png", "horse.png", &[], 1),
+    ("skimage", "skimage/data/motorcycle_right.png", "motorcycle_right.png", &[], 1),
+    ("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "grace_hopper.jpg", &[652], 3),
+    ("sklearn", "sklearn/datasets/images/china.jpg", "china.jpg", &[698], 1),
+    ("sklearn", "sklearn/datasets/images/flower.jpg", "flower.jpg", &[], 1),
+];
+
+fn cache_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("IMGCLASS_TEST_CACHE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("imgclass-test")
+}
+
+fn python() -> String {
+    std::env::var("IMGCLASS_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs `make` once across processes: under a lock, into a staging folder
+/// renamed to `dir` when complete.
+fn once_dir(dir: &Path, make: impl FnOnce(&Path)) {
+    if dir.is_dir() {
+        return;
+    }
+    let parent = dir.parent().expect("cache folder has a parent");
+    fs::create_dir_all(parent).expect("create test cache");
+    let lock = File::create(parent.join(".lock")).expect("create lock file");
+    lock.lock().expect("lock test cache");
+    if dir.is_dir() {
+        return;
+    }
+    let stage = tempfile::Builder::new()
+        .prefix(".stage-")
+        .tempdir_in(parent)
+        .expect("staging folder");
+    make(stage.path());
+    fs::rename(stage.keep(), dir).expect("install test data");
+}
+
+/// The folder of labelled photos (see [`PHOTOS`]).
+pub fn photos_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = cache_root().join("photos-v1");
+        once_dir(&dir, |stage| {
+            let wheels = cache_root().join("wheels");
+            let py = python();
+            let get = |pin: &PinnedWheel| {
+                obtain_wheel(&wheels, pin, &py, None)
+                    .unwrap_or_else(|e| panic!("test photos: {e}"))
+                    .0
+            };
+            let (sk, mpl, skl) = (get(&SKIMAGE), get(&MATPLOTLIB), get(&SKLEARN));
+            for (wheel, member, name, _, _) in PHOTOS {
+                let whl = match *wheel {
+                    "skimage" => &sk,
+                    "matplotlib" => &mpl,
+                    _ => &skl,
+                };
+                let bytes = read_member(whl, member).unwrap_or_else(|e| panic!("{e}"));
+                fs::write(stage.join(name), bytes).expect("write photo");
+            }
+        });
+        dir
+    })
+}
+
+/// Path of one photo by its local name, e.g. `coffee.png`.
+pub fn photo(name: &str) -> PathBuf {
+    let p = photos_dir().join(name);
+    assert!(p.is_file(), "no test photo {name}");
+    p
+}
+
+/// Bytes of one photo.
+pub fn photo_bytes(name: &str) -> Vec<u8> {
+    fs::read(photo(name)).expect("read photo")
+}
+
+/// Re-encodes a photo into another format (e.g. BMP, or RGBA PNG).
+pub fn reencode(name: &str, format: image::ImageFormat, rgba: bool) -> Vec<u8> {
+    let img = image::load_from_memory(&photo_bytes(name)).expect("decode photo");
+    let img = if rgba {
+        image::DynamicImage::ImageRgba8(img.to_rgba8())
+    } else {
+        image::DynamicImage::ImageRgb8(img.to_rgb8())
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encode");
+    out.into_inner()
+}
+
+/// A model home with the real default model (and ONNX Runtime), fetched and
+/// converted once. `$IMGCLASS_TEST_HOME` overrides; the default is the
+/// user's model home, so a developer's `imgclass model fetch` is reused.
+pub fn model_home() -> &'static Path {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let home = std::env::var_os("IMGCLASS_TEST_HOME")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(ModelRepository::default_home);
+        let options = imgclass_model::FetchOptions::new(&home);
+        imgclass_model::fetch_default_model(&options).unwrap_or_else(|e| panic!("fetching the default model for tests: {e}"));
+        home
+    })
+}
+
+/// The reference input of DESIGN.md: `x[c,h,w] = ((((h·224+w)·(c+1)) mod 255) − 127)/128`, NCHW.
+pub fn reference_input() -> Vec<f32> {
+    let mut x = vec![0f32; 3 * 224 * 224];
+    for c in 0..3 {
+        for h in 0..224 {
+            for w in 0..224 {
+                x[(c * 224 + h) * 224 + w] = ((((h * 224 + w) * (c + 1)) % 255) as f32 - 127.0) / 128.0;
+            }
+        }
+    }
+    x
+}
+
+/// First five logits of the reference input (DESIGN.md).
+pub const REFERENCE_LOGITS: [f32; 5] = [-0.09128, 0.97100, 0.81612, -2.07018, -0.54870];
+/// Top-5 (index, probability) of the reference input (DESIGN.md).
+pub const REFERENCE_TOP5: [(usize, f32); 5] = [(905, 0.525), (807, 0.080), (858, 0.068), (904, 0.043), (753, 0.011)];

@@ -1,0 +1,27 @@
+//! `imgclass`: a thin command-line front end over the library crates.
+
+mod classify;
+mod cli;
+mod common;
+mod logging;
+mod model_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.global.log_format, cli.global.verbose);
+    let result = match cli.command {
+        cli::Command::Classify(args) => classify::run(&cli.global, args),
+        cli::Command::Model(cmd) => model_cmd::run(&cli.global, cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
