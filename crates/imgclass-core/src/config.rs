@@ -207,8 +207,14 @@ impl ModelConfig {
         }
         for (what, p) in [("onnx", &self.onnx), ("labels", &self.labels)] {
             let path = Path::new(p);
-            if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                return Err(format!("{what} must be a path inside the model folder, got {p:?}"));
+            if path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(format!(
+                    "{what} must be a path inside the model folder, got {p:?}"
+                ));
             }
         }
         Ok(())
@@ -261,7 +267,11 @@ classes = 1000
     #[test]
     fn rejects_escaping_paths_and_bad_sizes() {
         let bad = LITE0.replace("model.onnx", "../../etc/passwd");
-        assert!(ModelConfig::parse(&bad).unwrap_err().contains("inside the model folder"));
+        assert!(
+            ModelConfig::parse(&bad)
+                .unwrap_err()
+                .contains("inside the model folder")
+        );
         let bad = LITE0.replace("width = 224", "width = 0");
         assert!(ModelConfig::parse(&bad).is_err());
         let bad = LITE0.replace("layout = \"NCHW\"", "layout = \"CHWN\"");

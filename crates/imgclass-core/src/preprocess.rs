@@ -74,7 +74,9 @@ impl ImageFormat {
             Ok(image::ImageFormat::Gif) => Ok(ImageFormat::Gif),
             Ok(image::ImageFormat::WebP) => Ok(ImageFormat::Webp),
             Ok(image::ImageFormat::Tiff) => Ok(ImageFormat::Tiff),
-            Ok(other) => Err(Some(other.extensions_str().first().copied().unwrap_or("unknown"))),
+            Ok(other) => Err(Some(
+                other.extensions_str().first().copied().unwrap_or("unknown"),
+            )),
             Err(_) => Err(sniff_other(bytes)),
         }
     }
@@ -115,9 +117,7 @@ pub enum ImageError {
     Unsupported { detected: Option<String> },
     #[error("the image is {bytes} bytes, over the limit of {limit} bytes")]
     TooManyBytes { bytes: usize, limit: usize },
-    #[error(
-        "the image is {width}x{height} pixels, over the limit of {limit} pixels"
-    )]
+    #[error("the image is {width}x{height} pixels, over the limit of {limit} pixels")]
     TooLarge { width: u32, height: u32, limit: u64 },
     #[error("the image has zero size ({width}x{height})")]
     ZeroSized { width: u32, height: u32 },
@@ -127,9 +127,7 @@ pub enum ImageError {
 
 fn unsupported_message(detected: &Option<String>) -> String {
     match detected {
-        Some(f) => format!(
-            "{f} images are not supported; send JPEG, PNG, BMP, GIF, WebP or TIFF"
-        ),
+        Some(f) => format!("{f} images are not supported; send JPEG, PNG, BMP, GIF, WebP or TIFF"),
         None => "not a supported image; send JPEG, PNG, BMP, GIF, WebP or TIFF".to_string(),
     }
 }
@@ -258,7 +256,9 @@ impl Preprocessor {
         limits.max_alloc = Some(self.limits.max_pixels.saturating_mul(8) + (64 << 20));
         reader.limits(limits);
         let mut decoder = reader.into_decoder().map_err(corrupt)?;
-        let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+        let orientation = decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms);
         let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
         img.apply_orientation(orientation);
         let rgb = match img {
@@ -342,14 +342,25 @@ fn normalise(rgb: &[u8], w: usize, h: usize, input: &InputConfig) -> Vec<f32> {
 /// Width and height from formats whose header puts them at a fixed place:
 /// PNG (IHDR), GIF (logical screen) and BMP (BITMAPINFOHEADER and later).
 fn fixed_header_size(format: ImageFormat, b: &[u8]) -> Option<(u32, u32)> {
-    let be32 = |o: usize| b.get(o..o + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-    let le16 = |o: usize| b.get(o..o + 2).map(|s| u32::from(u16::from_le_bytes([s[0], s[1]])));
-    let le32 = |o: usize| b.get(o..o + 4).map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+    let be32 = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let le16 = |o: usize| {
+        b.get(o..o + 2)
+            .map(|s| u32::from(u16::from_le_bytes([s[0], s[1]])))
+    };
+    let le32 = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
     match format {
         ImageFormat::Png if b.get(12..16) == Some(b"IHDR") => Some((be32(16)?, be32(20)?)),
         ImageFormat::Gif => Some((le16(6)?, le16(8)?)),
         // Height is negative for top-down bitmaps; 12-byte OS/2 headers are left to the decoder.
-        ImageFormat::Bmp if le32(14)? >= 40 => Some((le32(18)?.unsigned_abs(), le32(22)?.unsigned_abs())),
+        ImageFormat::Bmp if le32(14)? >= 40 => {
+            Some((le32(18)?.unsigned_abs(), le32(22)?.unsigned_abs()))
+        }
         _ => None,
     }
 }
@@ -435,8 +446,16 @@ mod tests {
 
     #[test]
     fn every_supported_format_and_pixel_type_decodes() {
-        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(9, 5, image::Rgba([10, 20, 30, 40])));
-        let grey16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(9, 5, image::Luma([65535u16])));
+        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            9,
+            5,
+            image::Rgba([10, 20, 30, 40]),
+        ));
+        let grey16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
+            9,
+            5,
+            image::Luma([65535u16]),
+        ));
         let p = Preprocessor::new(input(InputLayout::Nchw), DecodeLimits::default());
         for (img, f, want) in [
             (&rgba, image::ImageFormat::Png, ImageFormat::Png),
@@ -447,11 +466,16 @@ mod tests {
             (&rgba, image::ImageFormat::WebP, ImageFormat::Webp),
         ] {
             let bytes = encode(img, f);
-            let t = p.preprocess(&bytes).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            let t = p
+                .preprocess(&bytes)
+                .unwrap_or_else(|e| panic!("{f:?}: {e}"));
             assert_eq!(t.format, want);
             assert_eq!((t.width, t.height), (9, 5));
         }
-        let jpeg = encode(&DynamicImage::ImageRgb8(rgba.to_rgb8()), image::ImageFormat::Jpeg);
+        let jpeg = encode(
+            &DynamicImage::ImageRgb8(rgba.to_rgb8()),
+            image::ImageFormat::Jpeg,
+        );
         assert_eq!(p.preprocess(&jpeg).unwrap().format, ImageFormat::Jpeg);
     }
 
@@ -466,24 +490,52 @@ mod tests {
         let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
         assert_eq!(
             p.preprocess(heic).unwrap_err(),
-            ImageError::Unsupported { detected: Some("heic".into()) }
+            ImageError::Unsupported {
+                detected: Some("heic".into())
+            }
         );
-        let img = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3])));
+        let img =
+            DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3])));
         let jpeg = encode(&img, image::ImageFormat::Jpeg);
         let cut = &jpeg[..jpeg.len() - 40];
-        assert!(matches!(p.preprocess(cut).unwrap_err(), ImageError::Corrupt { format: ImageFormat::Jpeg, .. }));
+        assert!(matches!(
+            p.preprocess(cut).unwrap_err(),
+            ImageError::Corrupt {
+                format: ImageFormat::Jpeg,
+                ..
+            }
+        ));
         let png = encode(&img, image::ImageFormat::Png);
-        assert!(matches!(p.preprocess(&png[..png.len() / 2]).unwrap_err(), ImageError::Corrupt { .. }));
+        assert!(matches!(
+            p.preprocess(&png[..png.len() / 2]).unwrap_err(),
+            ImageError::Corrupt { .. }
+        ));
         let small = Preprocessor::new(
             input(InputLayout::Nchw),
-            DecodeLimits { max_pixels: 100, max_bytes: 1 << 20 },
+            DecodeLimits {
+                max_pixels: 100,
+                max_bytes: 1 << 20,
+            },
         );
-        assert!(matches!(small.preprocess(&png).unwrap_err(), ImageError::TooLarge { width: 64, height: 64, .. }));
+        assert!(matches!(
+            small.preprocess(&png).unwrap_err(),
+            ImageError::TooLarge {
+                width: 64,
+                height: 64,
+                ..
+            }
+        ));
         let tiny = Preprocessor::new(
             input(InputLayout::Nchw),
-            DecodeLimits { max_pixels: 1 << 20, max_bytes: 10 },
+            DecodeLimits {
+                max_pixels: 1 << 20,
+                max_bytes: 10,
+            },
         );
-        assert!(matches!(tiny.preprocess(&png).unwrap_err(), ImageError::TooManyBytes { .. }));
+        assert!(matches!(
+            tiny.preprocess(&png).unwrap_err(),
+            ImageError::TooManyBytes { .. }
+        ));
     }
 
     #[test]
@@ -500,8 +552,53 @@ mod tests {
         let p = Preprocessor::new(input(InputLayout::Nchw), DecodeLimits::default());
         assert!(matches!(
             p.preprocess(&png).unwrap_err(),
-            ImageError::TooLarge { width: 100_000, height: 100_000, .. }
+            ImageError::TooLarge {
+                width: 100_000,
+                height: 100_000,
+                ..
+            }
         ));
+    }
+
+    /// A JPEG with an EXIF APP1 segment saying "rotate 90° clockwise" (6).
+    fn jpeg_with_orientation(img: &DynamicImage, orientation: u16) -> Vec<u8> {
+        let jpeg = encode(img, image::ImageFormat::Jpeg);
+        let mut tiff = b"MM\0\x2A\0\0\0\x08".to_vec();
+        tiff.extend(1u16.to_be_bytes()); // one IFD entry
+        tiff.extend(0x0112u16.to_be_bytes()); // Orientation
+        tiff.extend(3u16.to_be_bytes()); // SHORT
+        tiff.extend(1u32.to_be_bytes());
+        tiff.extend(orientation.to_be_bytes());
+        tiff.extend([0, 0]);
+        tiff.extend(0u32.to_be_bytes()); // no next IFD
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend(tiff);
+        let mut out = jpeg[..2].to_vec(); // SOI
+        out.extend([0xFF, 0xE1]);
+        out.extend(((app1.len() + 2) as u16).to_be_bytes());
+        out.extend(app1);
+        out.extend(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // Left half red, right half blue, 40×20.
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(40, 20, |x, _| {
+            if x < 20 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        }));
+        let p = Preprocessor::new(input(InputLayout::Nchw), DecodeLimits::default());
+        let (_, plain) = p.decode(&jpeg_with_orientation(&img, 1)).unwrap();
+        assert_eq!(plain.dimensions(), (40, 20));
+        let (_, rotated) = p.decode(&jpeg_with_orientation(&img, 6)).unwrap();
+        assert_eq!(rotated.dimensions(), (20, 40));
+        // Rotated 90° clockwise: the left (red) half is now on top.
+        assert!(rotated.get_pixel(10, 5)[0] > 200 && rotated.get_pixel(10, 5)[2] < 60);
+        assert!(rotated.get_pixel(10, 35)[2] > 200 && rotated.get_pixel(10, 35)[0] < 60);
     }
 
     fn crc32(data: &[u8]) -> u32 {
@@ -509,7 +606,11 @@ mod tests {
         for &b in data {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc

@@ -15,7 +15,9 @@ pub const ORT_VERSION: &str = "1.32.0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
-    #[error("model {name:?} not found in {home} (available: {available}); run `imgclass model fetch` for the default model")]
+    #[error(
+        "model {name:?} not found in {home} (available: {available}); run `imgclass model fetch` for the default model"
+    )]
     NotFound {
         name: String,
         home: String,
@@ -62,7 +64,9 @@ impl ModelRepository {
         if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|h| !h.is_empty()) {
             return PathBuf::from(x).join("imgclass");
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join(".cache").join("imgclass")
     }
 
@@ -99,7 +103,9 @@ impl ModelRepository {
         let ok = !name.is_empty()
             && name.len() <= 128
             && !name.starts_with('.')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !ok {
             return Err(RepositoryError::InvalidName(name.to_string()));
         }
@@ -115,7 +121,11 @@ impl ModelRepository {
             return Err(RepositoryError::NotFound {
                 name: name.to_string(),
                 home: self.home.display().to_string(),
-                available: if available.is_empty() { "none".into() } else { available.join(", ") },
+                available: if available.is_empty() {
+                    "none".into()
+                } else {
+                    available.join(", ")
+                },
             });
         }
         let config = ModelConfig::load(&toml)?;
@@ -136,7 +146,11 @@ impl ModelRepository {
         if !dir.join(&config.onnx).is_file() {
             return Err(broken(format!("missing ONNX file {}", config.onnx)));
         }
-        Ok(LoadedModel { dir, config, labels })
+        Ok(LoadedModel {
+            dir,
+            config,
+            labels,
+        })
     }
 }
 
@@ -167,8 +181,14 @@ mod tests {
         assert_eq!(repo.list(), vec!["a-model", "b-model"]);
         let m = repo.load("b-model").unwrap();
         assert_eq!(m.labels.get(2), "c2");
-        assert!(matches!(repo.load("zzz"), Err(RepositoryError::NotFound { .. })));
-        assert!(matches!(repo.load("../etc"), Err(RepositoryError::InvalidName(_))));
+        assert!(matches!(
+            repo.load("zzz"),
+            Err(RepositoryError::NotFound { .. })
+        ));
+        assert!(matches!(
+            repo.load("../etc"),
+            Err(RepositoryError::InvalidName(_))
+        ));
     }
 
     #[test]
@@ -176,6 +196,10 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         write_model(home.path(), "m", 3, 2);
         let err = ModelRepository::new(home.path()).load("m").unwrap_err();
-        assert!(err.to_string().contains("2 labels but the model has 3 classes"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("2 labels but the model has 3 classes"),
+            "{err}"
+        );
     }
 }

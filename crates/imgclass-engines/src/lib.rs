@@ -95,7 +95,10 @@ pub enum LoadError {
 }
 
 /// Loads the model named in `args` from `home` on the engine `args` asks for.
-pub fn load(home: &std::path::Path, args: &EngineArgs) -> Result<(LoadedModel, Arc<dyn Engine>), LoadError> {
+pub fn load(
+    home: &std::path::Path,
+    args: &EngineArgs,
+) -> Result<(LoadedModel, Arc<dyn Engine>), LoadError> {
     let model = imgclass_core::ModelRepository::new(home).load(&args.model)?;
     let engine = load_engine(&model, args.engine, &args.options(), home)?;
     tracing::info!(model = %args.model, engine = %engine.kind(), detail = %engine.describe(), "engine ready");
@@ -183,7 +186,10 @@ pub fn load_engine(
 }
 
 #[cfg(feature = "tract")]
-fn load_tract(model: &LoadedModel, options: &EngineOptions) -> Result<Arc<dyn Engine>, EngineError> {
+fn load_tract(
+    model: &LoadedModel,
+    options: &EngineOptions,
+) -> Result<Arc<dyn Engine>, EngineError> {
     Ok(Arc::new(TractEngine::load(model, options)?))
 }
 
@@ -238,7 +244,10 @@ mod tests {
     #[test]
     fn engine_choice_parses() {
         assert_eq!("AUTO".parse::<EngineChoice>().unwrap(), EngineChoice::Auto);
-        assert_eq!("onnxruntime".parse::<EngineChoice>().unwrap(), EngineChoice::Ort);
+        assert_eq!(
+            "onnxruntime".parse::<EngineChoice>().unwrap(),
+            EngineChoice::Ort
+        );
         assert!("cuda".parse::<EngineChoice>().is_err());
     }
 

@@ -13,10 +13,10 @@ use ort::value::Tensor;
 
 use crate::{EngineOptions, Pool};
 
-
 /// The process-wide ONNX Runtime environment. The library can be loaded
 /// once per process, so the first path wins and later calls reuse it.
-static ENVIRONMENT: OnceLock<Result<(ort::environment::Environment, String), String>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<Result<(ort::environment::Environment, String), String>> =
+    OnceLock::new();
 
 fn environment(lib: &Path) -> Result<&'static ort::environment::Environment, EngineError> {
     let entry = ENVIRONMENT.get_or_init(|| {
@@ -65,7 +65,11 @@ pub struct OrtEngine {
 }
 
 impl OrtEngine {
-    pub fn load(model: &LoadedModel, lib: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
+    pub fn load(
+        model: &LoadedModel,
+        lib: &Path,
+        options: &EngineOptions,
+    ) -> Result<Self, EngineError> {
         let env = environment(lib)?;
         let cfg = &model.config;
         let onnx = model.onnx_path();
@@ -85,8 +89,24 @@ impl OrtEngine {
                 .map_err(|e| fail(e.into()))?
                 .commit_from_file(&onnx)
                 .map_err(fail)?;
-            let input_name = pick(&session.inputs().iter().map(|o| o.name().to_string()).collect::<Vec<_>>(), cfg.input.name.as_deref(), "input")?;
-            let output_name = pick(&session.outputs().iter().map(|o| o.name().to_string()).collect::<Vec<_>>(), cfg.output.name.as_deref(), "output")?;
+            let input_name = pick(
+                &session
+                    .inputs()
+                    .iter()
+                    .map(|o| o.name().to_string())
+                    .collect::<Vec<_>>(),
+                cfg.input.name.as_deref(),
+                "input",
+            )?;
+            let output_name = pick(
+                &session
+                    .outputs()
+                    .iter()
+                    .map(|o| o.name().to_string())
+                    .collect::<Vec<_>>(),
+                cfg.output.name.as_deref(),
+                "output",
+            )?;
             sessions.push(OrtSession {
                 session,
                 input_name,

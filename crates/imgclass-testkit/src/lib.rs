@@ -40,13 +40,55 @@ const SKLEARN: PinnedWheel = PinnedWheel {
 /// "military uniform" is third behind "academic gown" and "mortarboard"
 /// (every resize filter agrees), camera's "tripod" is first.
 pub const PHOTOS: &[(&str, &str, &str, &[usize], usize)] = &[
-    ("skimage", "skimage/data/coffee.png", "coffee.png", &[967, 968], 1),
-    ("skimage", "skimage/data/chelsea.png", "chelsea.png", &[281, 282, 285], 1),
-    ("skimage", "skimage/data/camera.png", "camera.png", &[872], 3),
-    ("skimage", "skimage/data/rocket.jpg", "rocket.jpg", &[657, 744], 1),
-    ("skimage", "skimage/data/motorcycle_left.png", "motorcycle_left.png", &[665, 670], 1),
-    ("skimage", "skimage/data/astronaut.png", "astronaut.png", &[], 1),
-    ("skimage", "skimage/data/hubble_deep_field.jpg", "hubble_deep_field.jpg", &[], 1),
+    (
+        "skimage",
+        "skimage/data/coffee.png",
+        "coffee.png",
+        &[967, 968],
+        1,
+    ),
+    (
+        "skimage",
+        "skimage/data/chelsea.png",
+        "chelsea.png",
+        &[281, 282, 285],
+        1,
+    ),
+    (
+        "skimage",
+        "skimage/data/camera.png",
+        "camera.png",
+        &[872],
+        3,
+    ),
+    (
+        "skimage",
+        "skimage/data/rocket.jpg",
+        "rocket.jpg",
+        &[657, 744],
+        1,
+    ),
+    (
+        "skimage",
+        "skimage/data/motorcycle_left.png",
+        "motorcycle_left.png",
+        &[665, 670],
+        1,
+    ),
+    (
+        "skimage",
+        "skimage/data/astronaut.png",
+        "astronaut.png",
+        &[],
+        1,
+    ),
+    (
+        "skimage",
+        "skimage/data/hubble_deep_field.jpg",
+        "hubble_deep_field.jpg",
+        &[],
+        1,
+    ),
     ("skimage", "skimage/data/retina.jpg", "retina.jpg", &[], 1),
     ("skimage", "skimage/data/coins.png", "coins.png", &[], 1),
     ("skimage", "skimage/data/brick.png", "brick.png", &[], 1),
@@ -54,17 +96,43 @@ pub const PHOTOS: &[(&str, &str, &str, &[usize], usize)] = &[
     ("skimage", "skimage/data/gravel.png", "gravel.png", &[], 1),
     ("skimage", "skimage/data/moon.png", "moon.png", &[], 1),
     ("skimage", "skimage/data/horse.png", "horse.png", &[], 1),
-    ("skimage", "skimage/data/motorcycle_right.png", "motorcycle_right.png", &[], 1),
-    ("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "grace_hopper.jpg", &[652], 3),
-    ("sklearn", "sklearn/datasets/images/china.jpg", "china.jpg", &[698], 1),
-    ("sklearn", "sklearn/datasets/images/flower.jpg", "flower.jpg", &[], 1),
+    (
+        "skimage",
+        "skimage/data/motorcycle_right.png",
+        "motorcycle_right.png",
+        &[],
+        1,
+    ),
+    (
+        "matplotlib",
+        "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+        "grace_hopper.jpg",
+        &[652],
+        3,
+    ),
+    (
+        "sklearn",
+        "sklearn/datasets/images/china.jpg",
+        "china.jpg",
+        &[698],
+        1,
+    ),
+    (
+        "sklearn",
+        "sklearn/datasets/images/flower.jpg",
+        "flower.jpg",
+        &[],
+        1,
+    ),
 ];
 
 fn cache_root() -> PathBuf {
     if let Some(p) = std::env::var_os("IMGCLASS_TEST_CACHE").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("imgclass-test")
 }
 
@@ -157,7 +225,8 @@ pub fn model_home() -> &'static Path {
             .map(PathBuf::from)
             .unwrap_or_else(ModelRepository::default_home);
         let options = imgclass_model::FetchOptions::new(&home);
-        imgclass_model::fetch_default_model(&options).unwrap_or_else(|e| panic!("fetching the default model for tests: {e}"));
+        imgclass_model::fetch_default_model(&options)
+            .unwrap_or_else(|e| panic!("fetching the default model for tests: {e}"));
         home
     })
 }
@@ -168,7 +237,8 @@ pub fn reference_input() -> Vec<f32> {
     for c in 0..3 {
         for h in 0..224 {
             for w in 0..224 {
-                x[(c * 224 + h) * 224 + w] = ((((h * 224 + w) * (c + 1)) % 255) as f32 - 127.0) / 128.0;
+                x[(c * 224 + h) * 224 + w] =
+                    ((((h * 224 + w) * (c + 1)) % 255) as f32 - 127.0) / 128.0;
             }
         }
     }
@@ -178,4 +248,10 @@ pub fn reference_input() -> Vec<f32> {
 /// First five logits of the reference input (DESIGN.md).
 pub const REFERENCE_LOGITS: [f32; 5] = [-0.09128, 0.97100, 0.81612, -2.07018, -0.54870];
 /// Top-5 (index, probability) of the reference input (DESIGN.md).
-pub const REFERENCE_TOP5: [(usize, f32); 5] = [(905, 0.525), (807, 0.080), (858, 0.068), (904, 0.043), (753, 0.011)];
+pub const REFERENCE_TOP5: [(usize, f32); 5] = [
+    (905, 0.525),
+    (807, 0.080),
+    (858, 0.068),
+    (904, 0.043),
+    (753, 0.011),
+];

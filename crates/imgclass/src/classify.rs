@@ -83,11 +83,16 @@ pub fn run(global: &Global, args: ClassifyArgs) -> anyhow::Result<ExitCode> {
                             Err(_) => break,
                         }
                     }
-                    let input: Vec<f32> = batch.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+                    let input: Vec<f32> =
+                        batch.iter().flat_map(|(_, t)| t.iter().copied()).collect();
                     match engine.infer(&input, batch.len()) {
                         Ok(scores) => {
                             for ((i, _), row) in batch.iter().zip(scores.chunks_exact(classes)) {
-                                let probs = if softmax_needed { softmax(row) } else { row.to_vec() };
+                                let probs = if softmax_needed {
+                                    softmax(row)
+                                } else {
+                                    row.to_vec()
+                                };
                                 let _ = otx.send((*i, Ok(top_k(&probs, k, labels))));
                             }
                         }
@@ -130,7 +135,11 @@ pub fn run(global: &Global, args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         engine = %engine.kind(),
         "done"
     );
-    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[derive(Serialize)]
@@ -142,12 +151,25 @@ struct JsonLine<'a> {
     error: Option<&'a str>,
 }
 
-fn print_one(out: &mut impl Write, file: &Path, outcome: &Outcome, json: bool) -> anyhow::Result<()> {
+fn print_one(
+    out: &mut impl Write,
+    file: &Path,
+    outcome: &Outcome,
+    json: bool,
+) -> anyhow::Result<()> {
     let name = file.to_string_lossy();
     if json {
         let line = match outcome {
-            Ok(p) => JsonLine { file: &name, predictions: Some(p), error: None },
-            Err(e) => JsonLine { file: &name, predictions: None, error: Some(e) },
+            Ok(p) => JsonLine {
+                file: &name,
+                predictions: Some(p),
+                error: None,
+            },
+            Err(e) => JsonLine {
+                file: &name,
+                predictions: None,
+                error: Some(e),
+            },
         };
         serde_json::to_writer(&mut *out, &line)?;
         writeln!(out)?;

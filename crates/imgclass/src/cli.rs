@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use imgclass_engines::EngineArgs;
 
 #[derive(Parser, Debug)]
-#[command(name = "imgclass", version, about = "Image classification: a service, a CLI classifier and a load tester")]
+#[command(
+    name = "imgclass",
+    version,
+    about = "Image classification: a service, a CLI classifier and a load tester"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -20,7 +24,12 @@ pub struct Global {
     #[arg(long, global = true, env = "IMGCLASS_HOME")]
     pub home: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, global = true, env = "IMGCLASS_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "IMGCLASS_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

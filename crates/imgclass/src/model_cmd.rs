@@ -37,7 +37,14 @@ fn fetch(global: &Global, args: FetchArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("runtime:   none pinned for this platform (tract only)");
     }
-    println!("downloaded: {}", if r.downloaded.is_empty() { "-".into() } else { r.downloaded.join(", ") });
+    println!(
+        "downloaded: {}",
+        if r.downloaded.is_empty() {
+            "-".into()
+        } else {
+            r.downloaded.join(", ")
+        }
+    );
     if !r.reused.is_empty() {
         println!("reused:    {} (verified)", r.reused.join(", "));
     }
@@ -59,19 +66,28 @@ fn list(global: &Global) -> anyhow::Result<ExitCode> {
     let repo = ModelRepository::new(home(global));
     let names = repo.list();
     if names.is_empty() {
-        println!("no models in {}; run `imgclass model fetch`", repo.home().display());
+        println!(
+            "no models in {}; run `imgclass model fetch`",
+            repo.home().display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<24} {:<12} {:>7} {:>9}  description", "NAME", "INPUT", "CLASSES", "ONNX MB");
+    println!(
+        "{:<24} {:<12} {:>7} {:>9}  description",
+        "NAME", "INPUT", "CLASSES", "ONNX MB"
+    );
     for name in names {
         match repo.load(&name) {
             Ok(m) => {
                 let c = &m.config;
-                let mb = std::fs::metadata(m.onnx_path()).map(|m| m.len() as f64 / 1e6).unwrap_or(0.0);
+                let mb = std::fs::metadata(m.onnx_path())
+                    .map(|m| m.len() as f64 / 1e6)
+                    .unwrap_or(0.0);
                 println!(
                     "{:<24} {:<12} {:>7} {:>9.1}  {}",
                     name,
-                    format!("{}x{} {:?}", c.input.width, c.input.height, c.input.layout).to_uppercase(),
+                    format!("{}x{} {:?}", c.input.width, c.input.height, c.input.layout)
+                        .to_uppercase(),
                     c.output.classes,
                     mb,
                     c.description

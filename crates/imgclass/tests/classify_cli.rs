@@ -9,7 +9,8 @@ use serde_json::Value;
 
 fn imgclass() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imgclass"));
-    c.env("IMGCLASS_HOME", kit::model_home()).env("RUST_LOG", "warn");
+    c.env("IMGCLASS_HOME", kit::model_home())
+        .env("RUST_LOG", "warn");
     c
 }
 
@@ -31,7 +32,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -48,13 +53,21 @@ fn json_lines_for_good_and_bad_files_and_failure_exit_status() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write(d, "coffee.png", &kit::photo_bytes("coffee.png"));
-    write(d, "nested/deeper/chelsea.bmp", &kit::reencode("chelsea.png", image::ImageFormat::Bmp, false));
+    write(
+        d,
+        "nested/deeper/chelsea.bmp",
+        &kit::reencode("chelsea.png", image::ImageFormat::Bmp, false),
+    );
     let rocket = kit::photo_bytes("rocket.jpg");
     write(d, "truncated.jpg", &rocket[..rocket.len() / 2]);
     write(d, "notes.jpg", b"this is a text file, not a JPEG\n");
     write(d, "empty.png", b"");
     write(d, "bomb.png", &bomb_png());
-    write(d, "ignored.txt", b"not an image extension, not picked up from folders");
+    write(
+        d,
+        "ignored.txt",
+        b"not an image extension, not picked up from folders",
+    );
     let single = d.join("nested/deeper/chelsea.bmp");
 
     for engine in ["ort", "tract"] {
@@ -64,7 +77,12 @@ fn json_lines_for_good_and_bad_files_and_failure_exit_status() {
             .arg(&single)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines: Vec<Value> = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -80,7 +98,10 @@ fn json_lines_for_good_and_bad_files_and_failure_exit_status() {
         let coffee = by_name("coffee.png");
         let preds = coffee["predictions"].as_array().unwrap();
         assert_eq!(preds.len(), 5);
-        assert!([967, 968].contains(&preds[0]["index"].as_u64().unwrap()), "{coffee}");
+        assert!(
+            [967, 968].contains(&preds[0]["index"].as_u64().unwrap()),
+            "{coffee}"
+        );
         assert!(preds[0]["label"].is_string() && preds[0]["probability"].as_f64().unwrap() > 0.3);
         let chelsea = by_name("chelsea.bmp");
         assert!([281, 282, 285].contains(&chelsea["predictions"][0]["index"].as_u64().unwrap()));
@@ -108,7 +129,11 @@ fn human_output_and_success_exit_status() {
         .arg(kit::photo("china.jpg"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2);
@@ -119,7 +144,10 @@ fn human_output_and_success_exit_status() {
 
 #[test]
 fn missing_path_is_a_clear_error() {
-    let out = imgclass().args(["classify", "/nonexistent/photo.jpg"]).output().unwrap();
+    let out = imgclass()
+        .args(["classify", "/nonexistent/photo.jpg"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/photo.jpg"));
 }
@@ -129,5 +157,10 @@ fn model_list_shows_the_default_model() {
     let out = imgclass().args(["model", "list"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("efficientnet-lite0") && text.contains("224X224 NCHW") && text.contains("1000"), "{text}");
+    assert!(
+        text.contains("efficientnet-lite0")
+            && text.contains("224X224 NCHW")
+            && text.contains("1000"),
+        "{text}"
+    );
 }
