@@ -1,0 +1,433 @@
+//! Dynamic batching: a bounded queue of preprocessed images in front of
+//! dedicated engine worker threads.
+//!
+//! - The queue is bounded and [`Batcher::submit`] never waits: a full queue
+//!   is an immediate [`BatchError::QueueFull`] (503), so overload turns into
+//!   fast refusals instead of ever-growing latency and memory.
+//! - One worker thread per engine session (`Engine::sessions`), because that
+//!   is how many calls the engine runs truly in parallel; more threads would
+//!   only wait on the engine's session locks.
+//! - A worker takes one image (blocking), then whatever else is queued up to
+//!   `max_batch_size`, waiting at most `max_batch_delay` for more. With the
+//!   default delay of zero, batching adds no latency at low load and
+//!   amortises per-call overhead under load.
+//! - Before inference, images whose client went away (the reply channel is
+//!   closed) or whose deadline passed are dropped: the engine never spends
+//!   time on answers nobody will read.
+//! - Workers run on plain threads, not the async runtime: an engine call is
+//!   milliseconds of CPU that must not stall HTTP.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use imgclass_core::{Engine, softmax};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+
+/// How the batcher behaves.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchConfig {
+    pub max_batch_size: usize,
+    pub max_batch_delay: Duration,
+    pub queue_capacity: usize,
+    /// Engine worker threads (normally `Engine::sessions()`).
+    pub workers: usize,
+    /// Apply softmax to the engine's output (the model emits logits).
+    pub softmax: bool,
+}
+
+/// One image's answer.
+#[derive(Clone, Debug)]
+pub struct Scored {
+    /// Class probabilities.
+    pub probabilities: Vec<f32>,
+    /// From entering the queue to the start of its engine call.
+    pub queue_time: Duration,
+    /// Duration of the engine call that ran it.
+    pub inference_time: Duration,
+    /// Images in that engine call.
+    pub batch_size: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("the queue is full")]
+    QueueFull,
+    #[error("the batcher is closed")]
+    Closed,
+    #[error("the deadline passed before inference")]
+    Expired,
+    #[error("inference failed: {0}")]
+    Engine(String),
+}
+
+struct Job {
+    tensor: Vec<f32>,
+    enqueued: Instant,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Scored, BatchError>>,
+}
+
+/// The queue and its workers.
+pub(crate) struct Batcher {
+    sender: Mutex<Option<Sender<Job>>>,
+    receiver: Receiver<Job>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    image_len: usize,
+}
+
+impl Batcher {
+    /// Starts `config.workers` engine threads.
+    pub fn start(engine: Arc<dyn Engine>, config: BatchConfig, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(config.queue_capacity.max(1));
+        let workers = (0..config.workers.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                let engine = engine.clone();
+                let config = config.clone();
+                let metrics = metrics.clone();
+                std::thread::Builder::new()
+                    .name(format!("imgclass-engine-{i}"))
+                    .spawn(move || worker(rx, engine, config, metrics))
+                    .expect("spawn an engine worker thread")
+            })
+            .collect();
+        Batcher {
+            sender: Mutex::new(Some(tx)),
+            receiver: rx,
+            workers: Mutex::new(workers),
+            image_len: engine.image_len(),
+        }
+    }
+
+    /// Queues one preprocessed image without waiting. The receiver yields
+    /// its answer; dropping it tells the workers to skip the image.
+    pub fn submit(
+        &self,
+        tensor: Vec<f32>,
+        deadline: Instant,
+    ) -> Result<oneshot::Receiver<Result<Scored, BatchError>>, BatchError> {
+        if tensor.len() != self.image_len {
+            return Err(BatchError::Engine(format!(
+                "tensor has {} values, the model takes {}",
+                tensor.len(),
+                self.image_len
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            tensor,
+            enqueued: Instant::now(),
+            deadline,
+            reply,
+        };
+        let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            return Err(BatchError::Closed);
+        };
+        match tx.try_send(job) {
+            Ok(()) => Ok(answer),
+            Err(TrySendError::Full(_)) => Err(BatchError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(BatchError::Closed),
+        }
+    }
+
+    /// Images waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Stops accepting; workers finish what is queued, then exit.
+    pub fn close(&self) {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// After [`Batcher::close`], waits up to `within` for the workers to
+    /// finish. Returns false if some were still busy.
+    pub fn join(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        while Instant::now() < deadline && workers.iter().any(|w| !w.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let all = workers.iter().all(JoinHandle::is_finished);
+        if all {
+            for w in workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        // Let detached workers see the disconnect and exit.
+        self.close();
+    }
+}
+
+fn worker(rx: Receiver<Job>, engine: Arc<dyn Engine>, config: BatchConfig, metrics: Arc<Metrics>) {
+    let classes = engine.num_classes();
+    let image_len = engine.image_len();
+    let mut input: Vec<f32> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let fill_until = Instant::now() + config.max_batch_delay;
+        while jobs.len() < config.max_batch_size {
+            let next = if config.max_batch_delay.is_zero() {
+                rx.try_recv().ok()
+            } else {
+                rx.recv_deadline(fill_until).ok()
+            };
+            match next {
+                Some(job) => jobs.push(job),
+                None => break,
+            }
+        }
+        let now = Instant::now();
+        let mut live = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if job.reply.is_closed() {
+                metrics.dropped("client_gone");
+            } else if job.deadline <= now {
+                metrics.dropped("deadline");
+                let _ = job.reply.send(Err(BatchError::Expired));
+            } else {
+                live.push(job);
+            }
+        }
+        let jobs = live;
+        if jobs.is_empty() {
+            continue;
+        }
+        let n = jobs.len();
+        let batch: &[f32] = if n == 1 {
+            &jobs[0].tensor
+        } else {
+            input.clear();
+            input.reserve(n * image_len);
+            for job in &jobs {
+                input.extend_from_slice(&job.tensor);
+            }
+            &input
+        };
+        let start = Instant::now();
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.infer(batch, n)));
+        let inference_time = start.elapsed();
+        metrics.observe_batch(n, inference_time);
+        let outputs = match result {
+            Ok(Ok(out)) if out.len() == n * classes => Ok(out),
+            Ok(Ok(out)) => Err(format!(
+                "engine returned {} values for {n} images",
+                out.len()
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the engine panicked".to_string()),
+        };
+        match outputs {
+            Ok(out) => {
+                for (job, scores) in jobs.into_iter().zip(out.chunks_exact(classes)) {
+                    let queue_time = start.saturating_duration_since(job.enqueued);
+                    metrics.observe_queue(queue_time);
+                    let probabilities = if config.softmax {
+                        softmax(scores)
+                    } else {
+                        scores.to_vec()
+                    };
+                    let _ = job.reply.send(Ok(Scored {
+                        probabilities,
+                        queue_time,
+                        inference_time,
+                        batch_size: n,
+                    }));
+                }
+            }
+            Err(message) => {
+                tracing::error!(error = %message, batch = n, "inference failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(BatchError::Engine(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use imgclass_core::EngineError;
+    use imgclass_core::engine::EngineKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A tiny engine: 4 values per image, 3 classes; class = round(first value).
+    /// Records the batch sizes it was called with.
+    pub(crate) struct FakeEngine {
+        pub delay: Duration,
+        pub sessions: usize,
+        pub batches: Mutex<Vec<usize>>,
+        pub calls: AtomicUsize,
+    }
+
+    impl FakeEngine {
+        pub fn new(delay: Duration, sessions: usize) -> Arc<Self> {
+            Arc::new(FakeEngine {
+                delay,
+                sessions,
+                batches: Mutex::new(Vec::new()),
+                calls: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl Engine for FakeEngine {
+        fn kind(&self) -> EngineKind {
+            EngineKind::Tract
+        }
+        fn image_len(&self) -> usize {
+            4
+        }
+        fn num_classes(&self) -> usize {
+            3
+        }
+        fn sessions(&self) -> usize {
+            self.sessions
+        }
+        fn infer(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
+            imgclass_core::engine::check_input(input, batch, 4)?;
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.batches.lock().unwrap().push(batch);
+            std::thread::sleep(self.delay);
+            Ok(input
+                .chunks_exact(4)
+                .flat_map(|x| {
+                    let mut s = [0f32; 3];
+                    s[(x[0].round() as usize).min(2)] = 1.0;
+                    s
+                })
+                .collect())
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn config(max_batch_size: usize, queue_capacity: usize, workers: usize) -> BatchConfig {
+        BatchConfig {
+            max_batch_size,
+            max_batch_delay: Duration::ZERO,
+            queue_capacity,
+            workers,
+            softmax: false,
+        }
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[test]
+    fn answers_each_image_with_its_own_scores() {
+        let engine = FakeEngine::new(Duration::ZERO, 1);
+        let b = Batcher::start(engine, config(8, 16, 1), Arc::new(Metrics::new()));
+        let rx: Vec<_> = (0..6)
+            .map(|i| {
+                b.submit(vec![(i % 3) as f32, 0.0, 0.0, 0.0], far())
+                    .unwrap()
+            })
+            .collect();
+        for (i, r) in rx.into_iter().enumerate() {
+            let s = r.blocking_recv().unwrap().unwrap();
+            let top = s.probabilities.iter().position(|&p| p == 1.0).unwrap();
+            assert_eq!(top, i % 3);
+        }
+        assert!(
+            b.submit(vec![0.0; 5], far()).is_err(),
+            "wrong tensor size is refused"
+        );
+    }
+
+    #[test]
+    fn batches_what_is_queued_up_to_the_maximum() {
+        let engine = FakeEngine::new(Duration::from_millis(50), 1);
+        let b = Batcher::start(engine.clone(), config(4, 16, 1), Arc::new(Metrics::new()));
+        // The first call blocks the only worker; the next ten queue up.
+        let rx: Vec<_> = (0..11)
+            .map(|_| b.submit(vec![0.0; 4], far()).unwrap())
+            .collect();
+        for r in rx {
+            r.blocking_recv().unwrap().unwrap();
+        }
+        let batches = engine.batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>(), 11);
+        assert!(batches.iter().all(|&n| n <= 4), "{batches:?}");
+        assert!(batches.contains(&4), "{batches:?}");
+    }
+
+    #[test]
+    fn full_queue_refuses_at_once() {
+        let engine = FakeEngine::new(Duration::from_millis(200), 1);
+        let b = Batcher::start(engine, config(1, 1, 1), Arc::new(Metrics::new()));
+        let first = b.submit(vec![0.0; 4], far()).unwrap();
+        // Wait until the worker holds the first image, so the queue is empty.
+        while b.depth() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let second = b.submit(vec![0.0; 4], far()).unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            b.submit(vec![0.0; 4], far()).unwrap_err(),
+            BatchError::QueueFull
+        );
+        assert!(t.elapsed() < Duration::from_millis(50));
+        first.blocking_recv().unwrap().unwrap();
+        second.blocking_recv().unwrap().unwrap();
+    }
+
+    #[test]
+    fn gone_clients_and_expired_deadlines_are_skipped() {
+        let engine = FakeEngine::new(Duration::from_millis(100), 1);
+        let metrics = Arc::new(Metrics::new());
+        let b = Batcher::start(engine.clone(), config(8, 16, 1), metrics.clone());
+        let busy = b.submit(vec![0.0; 4], far()).unwrap();
+        while b.depth() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(b.submit(vec![1.0; 4], far()).unwrap()); // client gone
+        let expired = b
+            .submit(vec![1.0; 4], Instant::now() + Duration::from_millis(10))
+            .unwrap();
+        let kept = b.submit(vec![2.0; 4], far()).unwrap();
+        busy.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            expired.blocking_recv().unwrap().unwrap_err(),
+            BatchError::Expired
+        );
+        let s = kept.blocking_recv().unwrap().unwrap();
+        assert_eq!(s.batch_size, 1, "only the live image reached the engine");
+        assert_eq!(engine.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(metrics.dropped_total(), 2);
+    }
+
+    #[test]
+    fn close_finishes_the_queue_then_stops() {
+        let engine = FakeEngine::new(Duration::from_millis(20), 2);
+        let b = Batcher::start(engine, config(2, 16, 2), Arc::new(Metrics::new()));
+        let rx: Vec<_> = (0..8)
+            .map(|_| b.submit(vec![0.0; 4], far()).unwrap())
+            .collect();
+        b.close();
+        assert_eq!(
+            b.submit(vec![0.0; 4], far()).unwrap_err(),
+            BatchError::Closed
+        );
+        assert!(b.join(Duration::from_secs(5)));
+        for r in rx {
+            r.blocking_recv().unwrap().unwrap();
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Every error the service can answer with, and the one place that maps
+//! each kind to an HTTP status and a JSON body `{"error": "..."}`.
+//!
+//! Messages are written for the client: they say what was wrong with the
+//! request and never echo internals (paths, engine errors, panics). Server
+//! faults are logged with their detail and answered with a generic 500.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use imgclass_core::ImageError;
+
+/// How long clients are told to wait after a 503 (queue full or loading).
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// An answer that is not a success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The seed's message, kept verbatim for its clients.
+    #[error("No image file provided")]
+    NoImage,
+    #[error("malformed multipart body: {0}")]
+    BadMultipart(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is over the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// An image was refused; `index` names it within a batch.
+    #[error("{}", image_message(*.index, .error))]
+    Image {
+        index: Option<usize>,
+        error: ImageError,
+    },
+    #[error("model {name:?} is not served here (available: {available})")]
+    ModelNotFound { name: String, available: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the model is still loading; retry shortly")]
+    NotReady,
+    #[error("the server is overloaded (queue full); retry shortly")]
+    QueueFull,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("the request took longer than {0:?}")]
+    Timeout(Duration),
+    #[error("missing or wrong API key: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    /// A server fault; `detail` is logged, never sent.
+    #[error("internal error")]
+    Internal { detail: String },
+}
+
+fn image_message(index: Option<usize>, error: &ImageError) -> String {
+    match index {
+        Some(i) => format!("image {i}: {error}"),
+        None => error.to_string(),
+    }
+}
+
+impl ApiError {
+    pub fn internal(detail: impl Into<String>) -> Self {
+        ApiError::Internal {
+            detail: detail.into(),
+        }
+    }
+
+    /// The status of each kind, in one place.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NoImage | ApiError::BadMultipart(_) | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Image { error, .. } => match error {
+                // An empty file part is what a browser sends when no file was chosen.
+                ImageError::Empty => StatusCode::BAD_REQUEST,
+                ImageError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ImageError::TooManyBytes { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                ImageError::TooLarge { .. }
+                | ImageError::ZeroSized { .. }
+                | ImageError::Corrupt { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            ApiError::ModelNotFound { .. } | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotReady | ApiError::QueueFull | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The client-facing message.
+    pub fn message(&self) -> String {
+        match self {
+            // Keep the seed's exact message for a missing or empty upload.
+            ApiError::Image {
+                error: ImageError::Empty,
+                index: None,
+            } => ApiError::NoImage.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(error: ImageError) -> Self {
+        ApiError::Image { index: None, error }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal { detail } = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let mut response =
+            (status, Json(serde_json::json!({ "error": self.message() }))).into_response();
+        let headers = response.headers_mut();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Why the server could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot use the images folder {path}: {source}")]
+    Storage {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the model could not be loaded: {0}")]
+    Load(String),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_mistakes_are_never_500() {
+        let cases = [
+            (ApiError::NoImage, 400),
+            (
+                ApiError::Image {
+                    index: None,
+                    error: ImageError::Empty,
+                },
+                400,
+            ),
+            (ApiError::TooLarge { limit: 1 }, 413),
+            (
+                ApiError::Image {
+                    index: None,
+                    error: ImageError::Unsupported { detected: None },
+                },
+                415,
+            ),
+            (
+                ApiError::Image {
+                    index: Some(2),
+                    error: ImageError::TooLarge {
+                        width: 1,
+                        height: 1,
+                        limit: 0,
+                    },
+                },
+                422,
+            ),
+            (ApiError::QueueFull, 503),
+            (ApiError::Timeout(Duration::from_secs(1)), 504),
+            (ApiError::Unauthorized, 401),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.status().as_u16(), status, "{e:?}");
+        }
+        assert_eq!(
+            ApiError::Image {
+                index: None,
+                error: ImageError::Empty
+            }
+            .message(),
+            "No image file provided"
+        );
+        assert!(ApiError::internal("secret path /x").message() == "internal error");
+    }
+
+    #[test]
+    fn unavailable_says_when_to_retry() {
+        let r = ApiError::QueueFull.into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let r = ApiError::Unauthorized.into_response();
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}
