@@ -1,0 +1,471 @@
+//! The deployment files as CI checks them: the Kubernetes kustomizations
+//! render (`kubectl kustomize`) and pass strict schema validation
+//! (`kubernetes-validate --strict`), and a broken copy fails the same
+//! check; the compose file validates (`docker compose config`, or compose
+//! v1's `docker-compose config`), and a broken copy fails; the shell
+//! scripts parse.
+//!
+//! Required tools, which fail these tests with an install hint when missing:
+//! kubectl (with its built-in kustomize) or kustomize; python3 with PyPI's
+//! `kubernetes-validate` (which brings PyYAML, used here to read the
+//! rendered YAML); Debian's `docker-compose` (or the compose v2 plugin).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn python() -> String {
+    std::env::var("IMGCLASS_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Kubernetes versions the manifests must be valid for: the oldest with
+/// the preStop `sleep` action on by default, and the newest known.
+const K8S_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
+
+/// `kubectl kustomize DIR` (or `kustomize build DIR`): the rendered YAML,
+/// or the tool's error.
+fn render(dir: &Path) -> Result<String, String> {
+    let out = if let Some(kubectl) = on_path("kubectl") {
+        run(Command::new(kubectl).arg("kustomize").arg(dir))
+    } else if let Some(kustomize) = on_path("kustomize") {
+        run(Command::new(kustomize).arg("build").arg(dir))
+    } else {
+        panic!(
+            "rendering the manifests needs `kubectl` (with its built-in kustomize) or `kustomize` on PATH; \
+             neither was found"
+        );
+    };
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `kubernetes-validate --strict` on rendered YAML, for every version in
+/// K8S_VERSIONS: Ok, or the validator's complaints.
+fn validate(yaml: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut problems = String::new();
+    for version in K8S_VERSIONS {
+        let out = run(Command::new(python())
+            .args([
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "--quiet",
+                "-k",
+                version,
+            ])
+            .arg(&file));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("No module named kubernetes_validate"),
+            "PyPI's kubernetes-validate is required: pip install kubernetes-validate==1.37.0 ({stderr})"
+        );
+        if !out.status.success() {
+            problems.push_str(&format!(
+                "[{version}] {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                stderr
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Multi-document YAML as JSON values (PyYAML, which kubernetes-validate
+/// depends on).
+fn yaml_docs(yaml: &str) -> Vec<Value> {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .args([
+            "-c",
+            "import sys, json, yaml\njson.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is required");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "reading YAML needs python3 with PyYAML (a dependency of kubernetes-validate): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout).unwrap() {
+        Value::Array(docs) => docs,
+        other => panic!("expected a list of documents, got {other}"),
+    }
+}
+
+/// Rendered objects by "Kind/name" (generated ConfigMaps lose their hash
+/// suffix here).
+fn objects(yaml: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for doc in yaml_docs(yaml) {
+        let kind = doc["kind"].as_str().unwrap().to_string();
+        let mut name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        if kind == "ConfigMap"
+            && let Some((base, _hash)) = name.rsplit_once('-')
+        {
+            name = base.to_string();
+        }
+        let key = format!("{kind}/{name}");
+        assert!(out.insert(key.clone(), doc).is_none(), "{key} twice");
+    }
+    out
+}
+
+fn container<'a>(objs: &'a BTreeMap<String, Value>, deployment: &str) -> &'a Value {
+    &objs[&format!("Deployment/{deployment}")]["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn kustomize_base_renders_and_passes_strict_validation() {
+    let yaml = render(&repo().join("deploy/k8s/base")).unwrap_or_else(|e| panic!("render: {e}"));
+    validate(&yaml).unwrap_or_else(|e| panic!("strict validation failed:\n{e}"));
+    let objs = objects(&yaml);
+    let kinds: Vec<&str> = objs.keys().map(String::as_str).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap/gateway-config",
+            "ConfigMap/ml-config",
+            "Deployment/ml",
+            "Deployment/web",
+            "HorizontalPodAutoscaler/ml",
+            "Namespace/imgclass",
+            "PersistentVolumeClaim/images",
+            "PodDisruptionBudget/ml",
+            "PodDisruptionBudget/web",
+            "Service/ml",
+            "Service/web",
+        ]
+    );
+    for (key, obj) in &objs {
+        if key != "Namespace/imgclass" {
+            assert_eq!(obj["metadata"]["namespace"], "imgclass", "{key}");
+        }
+    }
+
+    // The gateway's configuration is deploy/nginx/nginx.conf itself.
+    let gateway = &objs["ConfigMap/gateway-config"]["data"];
+    assert_eq!(
+        gateway["nginx.conf"].as_str().unwrap(),
+        std::fs::read_to_string(repo().join("deploy/nginx/nginx.conf")).unwrap(),
+        "deploy/k8s/base/gateway/nginx.conf differs from deploy/nginx/nginx.conf: \
+         cp deploy/nginx/nginx.conf deploy/k8s/base/gateway/nginx.conf"
+    );
+    assert!(
+        gateway["upstream.conf"]
+            .as_str()
+            .unwrap()
+            .contains("server ml:5000")
+    );
+
+    // ml: 3 replicas, probes, limits, hardening, config from env, storage.
+    let ml = &objs["Deployment/ml"];
+    assert_eq!(ml["spec"]["replicas"], 3);
+    let c = container(&objs, "ml");
+    assert_eq!(c["startupProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    for r in ["requests", "limits"] {
+        for what in ["cpu", "memory"] {
+            assert!(c["resources"][r][what].is_string(), "ml {r}.{what}");
+        }
+    }
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    assert_eq!(
+        ml["spec"]["template"]["spec"]["securityContext"]["runAsUser"],
+        10001
+    );
+    let config = &objs["ConfigMap/ml-config"]["data"];
+    assert_eq!(config["IMGCLASS_PORT"], "5000");
+    assert_eq!(config["IMGCLASS_HOST"], "0.0.0.0");
+    let images_dir = config["IMGCLASS_IMAGES_DIR"].as_str().unwrap();
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "images" && m["mountPath"] == images_dir)
+    );
+    assert_eq!(c["ports"][0]["containerPort"], 5000);
+
+    // web: 3 replicas of nginx with the ConfigMap, listening where listen.conf says.
+    let web = &objs["Deployment/web"];
+    assert_eq!(web["spec"]["replicas"], 3);
+    let w = container(&objs, "web");
+    let listen = gateway["listen.conf"].as_str().unwrap();
+    let port = w["ports"][0]["containerPort"].as_u64().unwrap();
+    assert!(listen.contains(&format!("listen {port};")), "{listen}");
+    let mounts = w["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "gateway-config" && m["mountPath"] == "/etc/imgclass-gateway")
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "images" && m["readOnly"] == true)
+    );
+    assert_eq!(w["securityContext"]["readOnlyRootFilesystem"], true);
+    assert!(
+        w["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "IMGCLASS_GATEWAY_WORKERS"),
+        "nginx's `auto` would count the node's CPUs"
+    );
+
+    // Services select their Deployment's pods; ml answers on 5000.
+    for name in ["ml", "web"] {
+        assert_eq!(
+            objs[&format!("Service/{name}")]["spec"]["selector"],
+            objs[&format!("Deployment/{name}")]["spec"]["template"]["metadata"]["labels"]
+                .as_object()
+                .map(|l| {
+                    let mut l = l.clone();
+                    l.remove("app.kubernetes.io/part-of");
+                    Value::Object(l)
+                })
+                .unwrap(),
+            "Service/{name} selector"
+        );
+    }
+    assert_eq!(objs["Service/ml"]["spec"]["ports"][0]["port"], 5000);
+
+    assert_eq!(
+        objs["PersistentVolumeClaim/images"]["spec"]["accessModes"][0],
+        "ReadWriteMany"
+    );
+    let hpa = &objs["HorizontalPodAutoscaler/ml"];
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "ml");
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
+    assert_eq!(objs["PodDisruptionBudget/ml"]["apiVersion"], "policy/v1");
+}
+
+#[test]
+fn kustomize_local_overlay_renders_and_passes_strict_validation() {
+    let yaml =
+        render(&repo().join("deploy/k8s/overlays/local")).unwrap_or_else(|e| panic!("render: {e}"));
+    validate(&yaml).unwrap_or_else(|e| panic!("strict validation failed:\n{e}"));
+    let objs = objects(&yaml);
+    let web = &objs["Service/web"]["spec"];
+    assert_eq!(web["type"], "NodePort");
+    assert_eq!(web["ports"][0]["nodePort"], 30080);
+    assert_eq!(
+        objs["PersistentVolumeClaim/images"]["spec"]["accessModes"][0],
+        "ReadWriteOnce"
+    );
+    assert_eq!(container(&objs, "ml")["image"], "imgclass-ml:local");
+    assert_eq!(container(&objs, "web")["image"], "imgclass-web:local");
+    assert_eq!(container(&objs, "ml")["imagePullPolicy"], "Never");
+    assert_eq!(
+        objs["ConfigMap/ml-config"]["data"]["IMGCLASS_SESSIONS"],
+        "1"
+    );
+    assert_eq!(objs["Deployment/ml"]["spec"]["replicas"], 3);
+}
+
+/// The checker itself: broken copies of the manifests fail it.
+#[test]
+fn broken_manifests_fail_the_check() {
+    let fresh = || {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&repo().join("deploy/k8s"), &dir.path().join("k8s"));
+        dir
+    };
+
+    // A misspelt field: kustomize passes it through, strict validation does not.
+    let dir = fresh();
+    let base = dir.path().join("k8s/base");
+    edit(
+        &base.join("ml-deployment.yaml"),
+        "livenessProbe:",
+        "livenesProbe:",
+    );
+    let yaml = render(&base).expect("kustomize renders unknown fields");
+    let err = validate(&yaml).expect_err("a misspelt field must fail strict validation");
+    assert!(err.contains("livenesProbe"), "{err}");
+    // Through the overlay too.
+    let yaml = render(&dir.path().join("k8s/overlays/local")).unwrap();
+    assert!(validate(&yaml).is_err());
+
+    // A wrong type.
+    let dir = fresh();
+    let base = dir.path().join("k8s/base");
+    edit(
+        &base.join("ml-hpa.yaml"),
+        "minReplicas: 3",
+        "minReplicas: three",
+    );
+    let err = validate(&render(&base).unwrap()).expect_err("a string where an integer belongs");
+    assert!(
+        err.contains("minReplicas") || err.contains("three"),
+        "{err}"
+    );
+
+    // A missing resource file: rendering itself fails.
+    let dir = fresh();
+    let base = dir.path().join("k8s/base");
+    std::fs::remove_file(base.join("web-pdb.yaml")).unwrap();
+    assert!(render(&base).is_err());
+}
+
+/// `docker compose config` (v2 plugin) if present, else compose v1.
+fn compose() -> Command {
+    if let Some(docker) = on_path("docker") {
+        let v2 = Command::new(&docker)
+            .args(["compose", "version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if v2 {
+            let mut c = Command::new(docker);
+            c.arg("compose");
+            return c;
+        }
+    }
+    match on_path("docker-compose") {
+        Some(v1) => Command::new(v1),
+        None => panic!(
+            "validating deploy/compose.yaml needs `docker compose` (v2 plugin) or `docker-compose` \
+             (Debian's docker-compose package); neither was found"
+        ),
+    }
+}
+
+fn compose_config(file: &Path) -> Result<String, String> {
+    let out = run(compose()
+        .arg("-f")
+        .arg(file)
+        .args(["-p", "imgclass", "config"])
+        .env_remove("IMGCLASS_WEB_PORT")
+        .env_remove("IMGCLASS_ML_PORTS"));
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn compose_file_validates_and_a_broken_copy_does_not() {
+    let config = compose_config(&repo().join("deploy/compose.yaml"))
+        .unwrap_or_else(|e| panic!("deploy/compose.yaml is invalid:\n{e}"));
+    let doc = yaml_docs(&config).remove(0);
+    let services = &doc["services"];
+    let (ml, web) = (&services["ml"], &services["web"]);
+    for (name, s) in [("ml", ml), ("web", web)] {
+        assert!(s["healthcheck"]["test"].is_array(), "{name} healthcheck");
+        assert_eq!(s["restart"], "unless-stopped", "{name}");
+        assert_eq!(s["read_only"], true, "{name}");
+        let volumes = serde_json::to_string(&s["volumes"]).unwrap();
+        assert!(
+            volumes.contains("images"),
+            "{name} mounts the images volume: {volumes}"
+        );
+    }
+    assert_eq!(ml["deploy"]["replicas"], 3);
+    assert_eq!(ml["environment"]["IMGCLASS_PORT"], "5000");
+    let ports = |s: &Value| serde_json::to_string(&s["ports"]).unwrap();
+    assert!(
+        ports(ml).contains("5001") && ports(ml).contains("5000"),
+        "{}",
+        ports(ml)
+    );
+    assert!(
+        ports(web).contains("8080") && ports(web).contains("80"),
+        "{}",
+        ports(web)
+    );
+    assert!(doc["volumes"]["images"].is_object() || doc["volumes"]["images"].is_null());
+
+    // The checker itself.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("deploy/compose.yaml");
+    std::fs::create_dir_all(broken.parent().unwrap()).unwrap();
+    std::fs::copy(repo().join("deploy/compose.yaml"), &broken).unwrap();
+    edit(&broken, "    healthcheck:", "    healtcheck:");
+    let err = compose_config(&broken).expect_err("a misspelt key must fail");
+    assert!(err.contains("healtcheck"), "{err}");
+}
+
+#[test]
+fn deployment_scripts_parse() {
+    for (shell, script) in [
+        ("bash", "deploy/e2e-compose.sh"),
+        ("bash", "deploy/docker/make-base.sh"),
+        ("sh", "deploy/docker/gateway-entrypoint.sh"),
+    ] {
+        let path = repo().join(script);
+        let out = run(Command::new(shell).arg("-n").arg(&path));
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert!(mode & 0o111 != 0, "{script} is not executable");
+    }
+}
