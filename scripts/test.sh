@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with a Rust toolchain and
-# python3 + pip. Installs what the tests need, then runs every test in
-# release mode (the real model runs at real speed; builds are cached in
-# $CARGO_TARGET_DIR, default ~/.cache/imgclass/target).
+# python3 + pip. Installs what the tests need (scripts/install-deps.sh),
+# checks formatting and lints, then runs every test in release mode: the
+# real model runs at real speed and the build shares compiled dependencies
+# with `cargo run --release`. Builds are cached in $CARGO_TARGET_DIR
+# (default ~/.cache/imgclass/target). IMGCLASS_E2E_DOCKER=1 also runs the
+# container end-to-end run (deploy/e2e-compose.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/imgclass/target}"
 
-# System packages the tests use (only what is missing is installed).
 scripts/install-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace --all-targets "$@"
+
+if [ "${IMGCLASS_E2E_DOCKER:-0}" = 1 ]; then
+  deploy/e2e-compose.sh
+fi

@@ -44,11 +44,15 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the classifier service (HTTP API, KServe v2, web page, metrics).
+    Serve(Box<imgclass_server::ServeArgs>),
     /// Classify image files and folders (searched recursively).
     Classify(ClassifyArgs),
     /// Manage the model home: fetch, list, bench.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Load-test a classifier endpoint with a folder of images.
+    Loadtest(Box<imgclass_loadtest::LoadtestArgs>),
 }
 
 #[derive(Args, Debug)]

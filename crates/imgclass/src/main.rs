@@ -16,6 +16,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Classify(args) => classify::run(&cli.global, args),
         cli::Command::Model(cmd) => model_cmd::run(&cli.global, cmd),
+        cli::Command::Serve(args) => imgclass_server::run(*args, common::home(&cli.global))
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
+        cli::Command::Loadtest(args) => imgclass_loadtest::run(*args).map_err(Into::into),
     };
     match result {
         Ok(code) => code,

@@ -14,34 +14,6 @@ fn imgclass() -> Command {
     c
 }
 
-/// A PNG whose header claims 100000×100000 pixels and has no pixel data.
-fn bomb_png() -> Vec<u8> {
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(13u32.to_be_bytes());
-    png.extend(&ihdr);
-    png.extend(crc32(&ihdr).to_be_bytes());
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     let p = dir.join(name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -62,7 +34,7 @@ fn json_lines_for_good_and_bad_files_and_failure_exit_status() {
     write(d, "truncated.jpg", &rocket[..rocket.len() / 2]);
     write(d, "notes.jpg", b"this is a text file, not a JPEG\n");
     write(d, "empty.png", b"");
-    write(d, "bomb.png", &bomb_png());
+    write(d, "bomb.png", &kit::bomb_png(100_000, 100_000));
     write(
         d,
         "ignored.txt",
