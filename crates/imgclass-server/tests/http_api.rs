@@ -14,35 +14,6 @@ use tower::ServiceExt;
 
 const GOOD: &str = "coffee.png";
 
-/// A PNG signature and an IHDR claiming 100000×100000 pixels, then nothing:
-/// a decompression bomb's header.
-fn bomb_png() -> Vec<u8> {
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(13u32.to_be_bytes());
-    png.extend(&ihdr);
-    png.extend(crc32(&ihdr).to_be_bytes());
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 async fn assert_good(addr: std::net::SocketAddr, after: &str) {
     let r = classify(addr, "", &imgclass_testkit::photo_bytes(GOOD)).await;
     assert_eq!(r.status, 200, "good request after {after}: {}", r.text());
@@ -157,7 +128,11 @@ fn bad_inputs() -> Vec<Case> {
     let (empty_ct, empty) = form("image", "", b"");
     let (text_ct, text_form) = form("image", "notes.txt", &text);
     let (trunc_ct, trunc) = form("image", "cut.jpg", &truncated);
-    let (bomb_ct, bomb) = form("image", "bomb.png", &bomb_png());
+    let (bomb_ct, bomb) = form(
+        "image",
+        "bomb.png",
+        &imgclass_testkit::bomb_png(100_000, 100_000),
+    );
     let big = vec![0x42u8; 11 << 20];
     let (big_ct, big_form) = form("image", "big.jpg", &big);
     let (ok_ct, ok_form) = form("image", "coffee.png", &photo);
