@@ -251,6 +251,21 @@ fn cartesian<'a, DB: DrawingBackend>(
     Ok(chart)
 }
 
+/// The series legend in the upper right corner; only with text, since a
+/// legend without labels says nothing.
+fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Chart2d<'a, DB>, text: bool) -> AreaResult<DB> {
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 15))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    Ok(())
+}
+
 /// Tick labels for counts, request numbers and seconds: whole numbers only
 /// (a tick between two integers gets no label rather than a rounded one).
 fn integer(v: &f64) -> String {
@@ -372,16 +387,7 @@ impl ResponseTimes {
             )?
             .label("failure")
             .legend(|(x, y)| Cross::new((x + 10, y), 4, FAILURE.stroke_width(2)));
-        if text {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 15))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()?;
-        }
-        Ok(())
+        legend(&mut chart, text)
     }
 }
 draw_on_both!(ResponseTimes);
@@ -551,16 +557,7 @@ impl LatencyHistogram {
                     PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
                 });
         }
-        if text {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 15))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()?;
-        }
-        Ok(())
+        legend(&mut chart, text)
     }
 }
 draw_on_both!(LatencyHistogram);
@@ -637,16 +634,7 @@ impl Throughput {
             )?
             .label("failures")
             .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], FAILURE.filled()));
-        if text {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 15))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()?;
-        }
-        Ok(())
+        legend(&mut chart, text)
     }
 }
 draw_on_both!(Throughput);
