@@ -273,20 +273,20 @@ impl Metrics {
             header(&mut out, name, "histogram", help);
             h.render(&mut out, name, "");
         }
-        header(
+        scalar(
             &mut out,
             "imgclass_queue_depth",
             "gauge",
             "Images waiting for an engine worker.",
+            queue_depth,
         );
-        let _ = writeln!(out, "imgclass_queue_depth {queue_depth}");
-        header(
+        scalar(
             &mut out,
             "imgclass_requests_in_flight",
             "gauge",
             "Requests being handled.",
+            self.in_flight_now(),
         );
-        let _ = writeln!(out, "imgclass_requests_in_flight {}", self.in_flight_now());
         header(
             &mut out,
             "imgclass_requests_dropped_total",
@@ -299,35 +299,27 @@ impl Metrics {
                 "imgclass_requests_dropped_total{{reason=\"{reason}\"}} {n}"
             );
         }
-        header(
+        scalar(
             &mut out,
             "imgclass_images_stored_total",
             "counter",
             "Uploads written to the images folder.",
+            self.images_stored.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "imgclass_images_stored_total {}",
-            self.images_stored.load(Ordering::Relaxed)
-        );
-        header(
+        scalar(
             &mut out,
             "imgclass_store_failures_total",
             "counter",
             "Uploads that could not be stored.",
+            self.store_failures.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "imgclass_store_failures_total {}",
-            self.store_failures.load(Ordering::Relaxed)
-        );
-        header(
+        scalar(
             &mut out,
             "imgclass_ready",
             "gauge",
             "1 when the model is loaded and inference is accepted.",
+            u8::from(ready),
         );
-        let _ = writeln!(out, "imgclass_ready {}", u8::from(ready));
         header(
             &mut out,
             "imgclass_model_info",
@@ -401,6 +393,13 @@ impl Drop for InFlight<'_> {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric without labels: its header and its one sample, the name
+/// written once.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Label values escape backslash, double quote and newline.

@@ -5,16 +5,6 @@ mod common;
 use common::*;
 use imgclass_server::ServerOptions;
 
-/// The value of one sample line of the Prometheus text, 0 if absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_as_requests_are_served() {
     let dir = tempfile::tempdir().unwrap();

@@ -89,15 +89,6 @@ async fn surplus_gets_503_at_once_and_accepted_requests_succeed() {
     .await;
 }
 
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_went_away_is_skipped_before_inference() {
     // One engine worker, busy for 500 ms per call.
