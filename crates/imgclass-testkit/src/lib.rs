@@ -284,3 +284,17 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// Copies a folder recursively (for tests that edit a copy of shipped files).
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create folder");
+    for entry in fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("folder entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), dest).expect("copy file");
+        }
+    }
+}

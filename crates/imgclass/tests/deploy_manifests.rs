@@ -152,19 +152,6 @@ fn container<'a>(objs: &'a BTreeMap<String, Value>, deployment: &str) -> &'a Val
     &objs[&format!("Deployment/{deployment}")]["spec"]["template"]["spec"]["containers"][0]
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{} has no {from:?}", path.display());
@@ -332,7 +319,7 @@ fn kustomize_local_overlay_renders_and_passes_strict_validation() {
 fn broken_manifests_fail_the_check() {
     let fresh = || {
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(&repo().join("deploy/k8s"), &dir.path().join("k8s"));
+        imgclass_testkit::copy_tree(&repo().join("deploy/k8s"), &dir.path().join("k8s"));
         dir
     };
 

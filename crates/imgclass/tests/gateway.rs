@@ -324,36 +324,35 @@ fn start_replica(dir: &Path, name: &str, images: &Path) -> (Proc, u16) {
 }
 
 fn wait_ready(proc: &mut Proc, port: u16, path: &str, within: Duration) {
-    let start = Instant::now();
-    loop {
+    eventually(within, Duration::from_millis(50), || {
         if !proc.running() {
             panic!("{}", proc.died());
         }
-        if let Ok(r) = http(port, "GET", path, &[], b"")
-            && r.status == 200
-        {
-            return;
+        match http(port, "GET", path, &[], b"") {
+            Ok(r) if r.status == 200 => Ok(()),
+            _ => Err(format!(
+                "{} not ready on {path} within {within:?}; log:\n{}",
+                proc.name,
+                tail(&proc.log, 30)
+            )),
         }
-        assert!(
-            start.elapsed() < within,
-            "{} not ready on {path} within {within:?}; log:\n{}",
-            proc.name,
-            tail(&proc.log, 30)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
+/// Calls `probe` every `every` until it succeeds; after `within`, fails
+/// the test with the last reason it gave.
+fn eventually<T>(
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(reason) => assert!(start.elapsed() < within, "{reason}"),
         }
+        std::thread::sleep(every);
     }
 }
 
@@ -371,7 +370,7 @@ fn nginx_prefix(root: &Path, upstream_conf: &str, listen_conf: &str) -> PathBuf 
     .unwrap();
     std::fs::write(prefix.join("conf/upstream.conf"), upstream_conf).unwrap();
     std::fs::write(prefix.join("conf/listen.conf"), listen_conf).unwrap();
-    copy_tree(&repo().join("web"), &prefix.join("web"));
+    imgclass_testkit::copy_tree(&repo().join("web"), &prefix.join("web"));
     for dir in [root, prefix.as_path()] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -425,28 +424,18 @@ impl Gateway {
     /// The log line of one request. nginx may write it just after the
     /// client has its answer (lingering close), so wait a little.
     fn log_for(&self, request_id: &str) -> Value {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self
-                .log()
+        eventually(Duration::from_secs(5), Duration::from_millis(20), || {
+            self.log()
                 .into_iter()
                 .find(|l| l["request_id"] == request_id)
-            {
-                return line;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "no access-log line for request id {request_id}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                .ok_or_else(|| format!("no access-log line for request id {request_id}"))
+        })
     }
 
     /// The log lines of requests whose id starts with `prefix`, once there
     /// are `count` of them.
     fn log_of_run(&self, prefix: &str, count: usize) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
+        eventually(Duration::from_secs(5), Duration::from_millis(20), || {
             let lines: Vec<Value> = self
                 .log()
                 .into_iter()
@@ -457,15 +446,14 @@ impl Gateway {
                 })
                 .collect();
             if lines.len() >= count {
-                return lines;
+                Ok(lines)
+            } else {
+                Err(format!(
+                    "{} access-log lines for {prefix}*, expected {count}",
+                    lines.len()
+                ))
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "{} access-log lines for {prefix}*, expected {count}",
-                lines.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 }
 
@@ -524,8 +512,7 @@ fn assert_classified(resp: &Resp, name: &str, classes: &[usize], k: usize) {
 /// write (the service answers before its storage write completes).
 fn stored(images: &Path, id: &str) -> (PathBuf, Value) {
     let shard = images.join(&id[..2]);
-    let start = Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), Duration::from_millis(50), || {
         let image = std::fs::read_dir(&shard).ok().and_then(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
                 p.file_stem().is_some_and(|s| s == id) && p.extension().is_some_and(|e| e != "json")
@@ -534,16 +521,14 @@ fn stored(images: &Path, id: &str) -> (PathBuf, Value) {
         let sidecar = std::fs::read(shard.join(format!("{id}.json")))
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        if let (Some(image), Some(sidecar)) = (image, sidecar) {
-            return (image, sidecar);
+        match (image, sidecar) {
+            (Some(image), Some(sidecar)) => Ok((image, sidecar)),
+            _ => Err(format!(
+                "image {id} (and its sidecar) never appeared in {}",
+                shard.display()
+            )),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "image {id} (and its sidecar) never appeared in {}",
-            shard.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 /// Image files (not sidecars, not temporaries) in the shared folder.
