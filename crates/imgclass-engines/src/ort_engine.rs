@@ -9,7 +9,7 @@ use imgclass_core::engine::{EngineKind, check_input};
 use imgclass_core::{Engine, EngineError, InputLayout, LoadedModel, ORT_VERSION};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::value::Tensor;
+use ort::value::TensorRef;
 
 use crate::{EngineOptions, Pool};
 
@@ -168,7 +168,8 @@ impl Engine for OrtEngine {
         check_input(input, batch, self.image_len)?;
         let shape = [batch, self.dims[0], self.dims[1], self.dims[2]];
         let run_err = |e: ort::Error| EngineError::Run(e.to_string());
-        let tensor = Tensor::from_array((shape, input.to_vec())).map_err(run_err)?;
+        // A view over the caller's buffer: no copy of the batch on the hot path.
+        let tensor = TensorRef::from_array_view((shape, input)).map_err(run_err)?;
         self.pool.with(|s| {
             let outputs = s
                 .session
