@@ -8,36 +8,29 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use imgclass_loadtest::LoadtestArgs;
+use imgclass::cli::loadtest::{Loadtest, LoadtestArgs};
+use imgclass::cli::{Cli, Command};
 
-/// The binary's wiring, reproduced: `imgclass loadtest ...`.
-#[derive(Parser, Debug)]
-#[command(name = "imgclass")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum Command {
-    Loadtest(LoadtestArgs),
-}
-
-/// Parses `imgclass loadtest <args>` as the binary would; `args` is split on
-/// whitespace (test paths have none).
+/// Parses `imgclass loadtest <args>` with the binary's own flags; `args` is
+/// split on whitespace (test paths have none).
 pub fn parse(args: &str) -> Result<LoadtestArgs, clap::Error> {
     let argv = ["imgclass", "loadtest"]
         .into_iter()
         .chain(args.split_whitespace());
     Cli::try_parse_from(argv).map(|cli| match cli.command {
-        Command::Loadtest(a) => a,
+        Command::Loadtest(a) => *a,
+        other => panic!("parsed as {other:?}"),
     })
 }
 
-/// Parses and runs; panics on a typed error.
+/// Parses and runs as the binary does; panics on a typed error.
 pub fn run(args: &str) -> ExitCode {
     let args = parse(args).unwrap_or_else(|e| panic!("{e}"));
-    imgclass_loadtest::run(args).unwrap_or_else(|e| panic!("loadtest failed: {e}"))
+    let result = match args.plan().unwrap_or_else(|e| panic!("{e}")) {
+        Loadtest::Run(options) => imgclass_loadtest::run(options),
+        Loadtest::Report(options) => imgclass_loadtest::report(options),
+    };
+    result.unwrap_or_else(|e| panic!("loadtest failed: {e}"))
 }
 
 /// Writes small generated images (PNG, JPEG, BMP; one in a subfolder) and a

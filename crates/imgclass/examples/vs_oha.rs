@@ -8,14 +8,14 @@
 //!
 //! ```text
 //! cargo install oha --version 1.16.0 --locked --root ~/.cache/imgclass/oha
-//! CARGO_TARGET_DIR=~/.cache/imgclass/target cargo run --release -p imgclass-loadtest \
+//! CARGO_TARGET_DIR=~/.cache/imgclass/target cargo run --release -p imgclass \
 //!     --example vs_oha -- --oha ~/.cache/imgclass/oha/bin/oha -c 50 -n 200000 --rounds 3
 //! ```
 //!
 //! Flags: `--oha PATH` (default `oha` on PATH), `-c N` (50), `-n N` requests
 //! per run (200000), `--rounds N` (3, alternating oha / ours), `--server-threads N` (1).
 
-#[path = "../tests/common/server.rs"]
+#[path = "../tests/loadtest_support/server.rs"]
 mod server;
 
 use std::io::{BufRead, BufReader, Read};
@@ -23,7 +23,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use clap::Parser;
-use imgclass_loadtest::LoadtestArgs;
+use imgclass::cli::loadtest::Loadtest;
+use imgclass::cli::{Cli, Command as Cmd};
 
 #[derive(Parser)]
 struct Bench {
@@ -37,17 +38,6 @@ struct Bench {
     rounds: u32,
     #[arg(long, default_value_t = 1)]
     server_threads: usize,
-}
-
-#[derive(Parser)]
-struct Ours {
-    #[command(subcommand)]
-    cmd: OursCmd,
-}
-
-#[derive(clap::Subcommand)]
-enum OursCmd {
-    Loadtest(LoadtestArgs),
 }
 
 /// What one run of one tool measured.
@@ -66,8 +56,14 @@ fn main() {
     match argv.get(1).map(String::as_str) {
         Some("serve") => serve(argv.get(2).and_then(|t| t.parse().ok()).unwrap_or(1)),
         Some("loadtest") => {
-            let OursCmd::Loadtest(args) = Ours::parse_from(&argv).cmd;
-            let code = imgclass_loadtest::run(args).expect("loadtest failed");
+            let argv = std::iter::once("imgclass".to_string()).chain(argv[1..].iter().cloned());
+            let Cmd::Loadtest(args) = Cli::parse_from(argv).command else {
+                unreachable!("parsed as loadtest")
+            };
+            let Ok(Loadtest::Run(options)) = args.plan() else {
+                panic!("expected a loadtest run")
+            };
+            let code = imgclass_loadtest::run(options).expect("loadtest failed");
             std::process::exit(if code == std::process::ExitCode::SUCCESS {
                 0
             } else {

@@ -10,23 +10,23 @@
 //! strings `"<prob>:<index>:<label>"` as Triton's classification extension.
 //! Errors use the protocol's `{"error": "..."}` form.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::Engine as _;
 use bytes::Bytes;
-use imgclass_core::{InputLayout, top_k};
+use imgclass_pipeline::{Deadline, Pipeline, Scored, Timings};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, RETRY_AFTER};
-use crate::inference;
-use crate::routes::{INFERENCE_TIME, QUEUE_TIME, check_model};
-use crate::state::{AppState, Serving};
-use crate::storage::{StoredRecord, now_rfc3339};
-use crate::telemetry::{RequestContext, ms_header};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::response::{readiness, served_by, stored_record, timing_headers};
+use crate::telemetry::RequestContext;
 
 /// The output tensor name.
 pub const OUTPUT: &str = "probabilities";
@@ -80,51 +80,18 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     readiness(state.is_ready(), json!({ "ready": state.is_ready() }))
 }
 
-fn readiness(ready: bool, body: Value) -> Response {
-    if ready {
-        (StatusCode::OK, Json(body)).into_response()
-    } else {
-        let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-        r.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            HeaderValue::from(RETRY_AFTER.as_secs()),
-        );
-        r
-    }
-}
-
-/// The loaded model if `name` is it.
-fn model_named<'a>(
-    state: &'a AppState,
-    name: &str,
-) -> Result<&'a std::sync::Arc<Serving>, ApiError> {
-    let serving = state.loaded().ok_or(ApiError::NotReady)?;
-    check_model(serving, Some(name))?;
-    Ok(serving)
-}
-
-/// `GET /v2/models/{name}/ready`.
+/// `GET /v2/models/{name}/ready`: this model is served and the server is
+/// not draining; 404 for a model this server does not have.
 pub async fn model_ready(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    if state.loaded().is_some() {
-        model_named(&state, &name)?;
-    }
-    Ok(readiness(
-        state.is_ready(),
-        json!({ "name": name, "ready": state.is_ready() }),
-    ))
-}
-
-/// The FP32 input shape of one image.
-fn image_dims(serving: &Serving) -> [usize; 3] {
-    let i = &serving.model.config.input;
-    let (w, h) = (i.width as usize, i.height as usize);
-    match i.layout {
-        InputLayout::Nchw => [3, h, w],
-        InputLayout::Nhwc => [h, w, 3],
-    }
+    let ready = match state.pipeline(Some(&name)) {
+        Ok(_) => state.phase() != crate::app::Phase::Draining,
+        Err(ApiError::NotReady) => false,
+        Err(e) => return Err(e),
+    };
+    Ok(readiness(ready, json!({ "name": name, "ready": ready })))
 }
 
 /// `GET /v2/models/{name}`.
@@ -132,14 +99,14 @@ pub async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let serving = model_named(&state, &name)?;
-    let [a, b, c] = image_dims(serving);
-    let platform = match serving.engine.kind() {
+    let pipeline = state.pipeline(Some(&name))?;
+    let [a, b, c] = pipeline.model().config.input.dims();
+    let platform = match pipeline.engine().kind() {
         imgclass_core::engine::EngineKind::Ort => "onnxruntime_onnx",
         imgclass_core::engine::EngineKind::Tract => "tract_onnx",
     };
     Ok(Json(json!({
-        "name": serving.name(),
+        "name": pipeline.name(),
         "versions": [MODEL_VERSION],
         "platform": platform,
         "inputs": [
@@ -147,7 +114,7 @@ pub async fn model_metadata(
             { "name": FP32_INPUT, "datatype": "FP32", "shape": [-1, a, b, c] },
         ],
         "outputs": [
-            { "name": OUTPUT, "datatype": "FP32", "shape": [-1, serving.engine.num_classes()] },
+            { "name": OUTPUT, "datatype": "FP32", "shape": [-1, pipeline.num_classes()] },
         ],
     })))
 }
@@ -217,9 +184,18 @@ pub async fn infer(
     })?;
     let request: InferRequest = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("invalid inference request: {e}")))?;
-    let serving = state.serving()?.clone();
-    check_model(&serving, Some(&name))?;
-    let classification = requested_classification(&request, serving.engine.num_classes())?;
+    let pipeline = state.pipeline(Some(&name))?;
+    let answer = answer(&state, &pipeline, ctx, request).await;
+    Ok(served_by(answer.into_response(), pipeline.name()))
+}
+
+async fn answer(
+    state: &AppState,
+    pipeline: &Arc<Pipeline>,
+    ctx: RequestContext,
+    request: InferRequest,
+) -> Result<Response, ApiError> {
+    let classification = requested_classification(&request, pipeline.num_classes())?;
     let [input] = request.inputs.as_slice() else {
         return Err(bad(format!(
             "expected exactly one input, got {}",
@@ -229,10 +205,10 @@ pub async fn infer(
     let n = batch_of(&input.shape)?;
     let mut values = Vec::new();
     flatten(&input.data, &mut values);
-    let deadline = ctx.arrived + state.options().request_timeout;
+    let deadline = Deadline::from(ctx.arrived, state.options().request_timeout);
 
-    let admitted = inference::admit(&serving, n)?;
-    let (tensors, uploads) = match input.datatype.as_str() {
+    let admitted = pipeline.admit(n)?;
+    let scored: Vec<Scored> = match input.datatype.as_str() {
         "BYTES" => {
             if input.shape.len() > 2 || input.shape.get(1).is_some_and(|&d| d != 1) {
                 return Err(bad(format!(
@@ -251,53 +227,42 @@ pub async fn infer(
                 .enumerate()
                 .map(|(i, v)| decode_image(v, i))
                 .collect::<Result<Vec<_>, _>>()?;
-            let prepared =
-                inference::prepare_all(&state, &serving, images.clone(), deadline).await?;
-            let mut tensors = Vec::with_capacity(n);
-            let mut uploads = Vec::with_capacity(n);
-            for (p, bytes) in prepared.into_iter().zip(images) {
-                tensors.push(p.tensor);
-                uploads.push((bytes, p.id, p.format, p.width, p.height));
+            let classified = pipeline
+                .classify_all(&admitted, images.clone(), deadline)
+                .await?;
+            if let Some(store) = state.store() {
+                for (c, bytes) in classified.iter().zip(images) {
+                    store.submit(bytes, stored_record(pipeline, c, None)).await;
+                }
             }
-            (tensors, uploads)
+            classified
+                .into_iter()
+                .map(|c| Scored {
+                    probabilities: c.probabilities,
+                    timings: c.timings,
+                })
+                .collect()
         }
-        "FP32" => (fp32_tensors(&serving, input, n, &values)?, Vec::new()),
+        "FP32" => {
+            let tensors = fp32_tensors(pipeline, input, n, &values)?;
+            pipeline.infer_tensors(&admitted, tensors, deadline).await?
+        }
         other => {
             return Err(bad(format!(
                 "unsupported datatype {other:?}: send BYTES (encoded images) or FP32 (preprocessed)"
             )));
         }
     };
-    let scored = inference::infer(&state, &serving, tensors, deadline).await?;
     drop(admitted);
-    let (queue_time, inference_time) = inference::timings(&scored);
-    let labels = &serving.model.labels;
 
-    if let Some(store) = state.store() {
-        for ((bytes, id, format, width, height), s) in uploads.into_iter().zip(&scored) {
-            let record = StoredRecord {
-                id,
-                format,
-                bytes: bytes.len(),
-                width,
-                height,
-                model: serving.name().to_string(),
-                engine: serving.engine.kind().as_str().to_string(),
-                predictions: top_k(&s.probabilities, 5, labels),
-                created: now_rfc3339(),
-                filename: None,
-            };
-            store.submit(bytes, record).await;
-        }
-    }
-
-    let classes = serving.engine.num_classes();
+    let classes = pipeline.num_classes();
     let output = match classification {
         Some(k) => {
             let data: Vec<String> = scored
                 .iter()
                 .flat_map(|s| {
-                    top_k(&s.probabilities, k, labels)
+                    pipeline
+                        .top_k(&s.probabilities, k)
                         .into_iter()
                         .map(|p| format!("{:.6}:{}:{}", p.probability, p.index, p.label))
                 })
@@ -313,7 +278,7 @@ pub async fn infer(
         }
     };
     let mut body = json!({
-        "model_name": serving.name(),
+        "model_name": pipeline.name(),
         "model_version": MODEL_VERSION,
         "outputs": [output],
     });
@@ -321,9 +286,8 @@ pub async fn infer(
         body["id"] = Value::String(id);
     }
     let mut response = Json(body).into_response();
-    let h = response.headers_mut();
-    h.insert(QUEUE_TIME, ms_header(queue_time));
-    h.insert(INFERENCE_TIME, ms_header(inference_time));
+    let timings = Timings::slowest(scored.iter().map(|s| &s.timings));
+    timing_headers(&mut response, pipeline, &timings);
     Ok(response)
 }
 
@@ -360,12 +324,12 @@ fn requested_classification(
 
 /// Checks an FP32 input against the model's shape and splits it per image.
 fn fp32_tensors(
-    serving: &Serving,
+    pipeline: &Pipeline,
     input: &InputTensor,
     n: usize,
     values: &[&Value],
 ) -> Result<Vec<Vec<f32>>, ApiError> {
-    let dims = image_dims(serving);
+    let dims = pipeline.model().config.input.dims();
     let want: Vec<i64> = std::iter::once(n as i64)
         .chain(dims.iter().map(|&d| d as i64))
         .collect();

@@ -7,7 +7,8 @@
 //! - One worker thread per engine session (`Engine::sessions`), because that
 //!   is how many calls the engine runs truly in parallel; more threads would
 //!   only wait on the engine's session locks.
-//! - A worker takes one image (blocking), then whatever else is queued up to
+//! - A worker takes one image (blocking), takes its cores from the
+//!   process-wide [`CpuGate`], then whatever else is queued up to
 //!   `max_batch_size`, waiting at most `max_batch_delay` for more. With the
 //!   default delay of zero, batching adds no latency at low load and
 //!   amortises per-call overhead under load.
@@ -16,16 +17,20 @@
 //!   time on answers nobody will read.
 //! - Workers run on plain threads, not the async runtime: an engine call is
 //!   milliseconds of CPU that must not stall HTTP.
+//!
+//! The batcher returns the engine's raw scores; the pipeline turns them
+//! into probabilities.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use imgclass_core::{Engine, softmax};
+use imgclass_core::Engine;
 use tokio::sync::oneshot;
 
-use crate::metrics::Metrics;
+use crate::gate::CpuGate;
+use crate::observer::{DropReason, Observer};
 
 /// How the batcher behaves.
 #[derive(Clone, Debug)]
@@ -35,15 +40,12 @@ pub(crate) struct BatchConfig {
     pub queue_capacity: usize,
     /// Engine worker threads (normally `Engine::sessions()`).
     pub workers: usize,
-    /// Apply softmax to the engine's output (the model emits logits).
-    pub softmax: bool,
 }
 
-/// One image's answer.
+/// One image's raw answer.
 #[derive(Clone, Debug)]
-pub struct Scored {
-    /// Class probabilities.
-    pub probabilities: Vec<f32>,
+pub(crate) struct RawScores {
+    pub scores: Vec<f32>,
     /// From entering the queue to the start of its engine call.
     pub queue_time: Duration,
     /// Duration of the engine call that ran it.
@@ -52,23 +54,30 @@ pub struct Scored {
     pub batch_size: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BatchError {
-    #[error("the queue is full")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BatchError {
     QueueFull,
-    #[error("the batcher is closed")]
     Closed,
-    #[error("the deadline passed before inference")]
     Expired,
-    #[error("inference failed: {0}")]
     Engine(String),
 }
+
+pub(crate) type Reply = oneshot::Receiver<Result<RawScores, BatchError>>;
 
 struct Job {
     tensor: Vec<f32>,
     enqueued: Instant,
     deadline: Instant,
-    reply: oneshot::Sender<Result<Scored, BatchError>>,
+    reply: oneshot::Sender<Result<RawScores, BatchError>>,
+}
+
+/// What every worker of one batcher shares.
+struct Worker {
+    rx: Receiver<Job>,
+    engine: Arc<dyn Engine>,
+    gate: Arc<CpuGate>,
+    config: BatchConfig,
+    observer: Arc<dyn Observer>,
 }
 
 /// The queue and its workers.
@@ -80,18 +89,29 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    /// Starts `config.workers` engine threads.
-    pub fn start(engine: Arc<dyn Engine>, config: BatchConfig, metrics: Arc<Metrics>) -> Self {
+    /// Starts `config.workers` engine threads named after `name`.
+    pub fn start(
+        name: &str,
+        engine: Arc<dyn Engine>,
+        gate: Arc<CpuGate>,
+        config: BatchConfig,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(config.queue_capacity.max(1));
-        let workers = (0..config.workers.max(1))
+        let image_len = engine.image_len();
+        let shared = Arc::new(Worker {
+            rx: rx.clone(),
+            engine,
+            gate,
+            config,
+            observer,
+        });
+        let workers = (0..shared.config.workers.max(1))
             .map(|i| {
-                let rx = rx.clone();
-                let engine = engine.clone();
-                let config = config.clone();
-                let metrics = metrics.clone();
+                let shared = shared.clone();
                 std::thread::Builder::new()
-                    .name(format!("imgclass-engine-{i}"))
-                    .spawn(move || worker(rx, engine, config, metrics))
+                    .name(format!("engine-{name}-{i}"))
+                    .spawn(move || shared.run())
                     .expect("spawn an engine worker thread")
             })
             .collect();
@@ -99,24 +119,14 @@ impl Batcher {
             sender: Mutex::new(Some(tx)),
             receiver: rx,
             workers: Mutex::new(workers),
-            image_len: engine.image_len(),
+            image_len,
         }
     }
 
     /// Queues one preprocessed image without waiting. The receiver yields
     /// its answer; dropping it tells the workers to skip the image.
-    pub fn submit(
-        &self,
-        tensor: Vec<f32>,
-        deadline: Instant,
-    ) -> Result<oneshot::Receiver<Result<Scored, BatchError>>, BatchError> {
-        if tensor.len() != self.image_len {
-            return Err(BatchError::Engine(format!(
-                "tensor has {} values, the model takes {}",
-                tensor.len(),
-                self.image_len
-            )));
-        }
+    pub fn submit(&self, tensor: Vec<f32>, deadline: Instant) -> Result<Reply, BatchError> {
+        debug_assert_eq!(tensor.len(), self.image_len);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             tensor,
@@ -170,151 +180,106 @@ impl Drop for Batcher {
     }
 }
 
-fn worker(rx: Receiver<Job>, engine: Arc<dyn Engine>, config: BatchConfig, metrics: Arc<Metrics>) {
-    let classes = engine.num_classes();
-    let image_len = engine.image_len();
-    let mut input: Vec<f32> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let fill_until = Instant::now() + config.max_batch_delay;
-        while jobs.len() < config.max_batch_size {
-            let next = if config.max_batch_delay.is_zero() {
-                rx.try_recv().ok()
+impl Worker {
+    fn run(&self) {
+        let classes = self.engine.num_classes();
+        let image_len = self.engine.image_len();
+        let threads = self.engine.threads_per_call();
+        let max_batch = self.config.max_batch_size.max(1);
+        let mut input: Vec<f32> = Vec::new();
+        while let Ok(first) = self.rx.recv() {
+            let cores = self.gate.acquire(threads);
+            let mut jobs = vec![first];
+            let fill_until = Instant::now() + self.config.max_batch_delay;
+            while jobs.len() < max_batch {
+                let next = if self.config.max_batch_delay.is_zero() {
+                    self.rx.try_recv().ok()
+                } else {
+                    self.rx.recv_deadline(fill_until).ok()
+                };
+                match next {
+                    Some(job) => jobs.push(job),
+                    None => break,
+                }
+            }
+            let jobs = self.live(jobs);
+            if jobs.is_empty() {
+                continue;
+            }
+            let n = jobs.len();
+            let batch: &[f32] = if n == 1 {
+                &jobs[0].tensor
             } else {
-                rx.recv_deadline(fill_until).ok()
+                input.clear();
+                input.reserve(n * image_len);
+                for job in &jobs {
+                    input.extend_from_slice(&job.tensor);
+                }
+                &input
             };
-            match next {
-                Some(job) => jobs.push(job),
-                None => break,
+            let start = Instant::now();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.engine.infer(batch, n)
+            }));
+            let inference_time = start.elapsed();
+            drop(cores);
+            self.observer.batch(n, inference_time);
+            let outputs = match result {
+                Ok(Ok(out)) if out.len() == n * classes => Ok(out),
+                Ok(Ok(out)) => Err(format!(
+                    "engine returned {} values for {n} images",
+                    out.len()
+                )),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the engine panicked".to_string()),
+            };
+            match outputs {
+                Ok(out) => {
+                    for (job, scores) in jobs.into_iter().zip(out.chunks_exact(classes)) {
+                        let queue_time = start.saturating_duration_since(job.enqueued);
+                        self.observer.dequeued(queue_time);
+                        let _ = job.reply.send(Ok(RawScores {
+                            scores: scores.to_vec(),
+                            queue_time,
+                            inference_time,
+                            batch_size: n,
+                        }));
+                    }
+                }
+                Err(message) => {
+                    tracing::error!(error = %message, batch = n, "inference failed");
+                    for job in jobs {
+                        let _ = job.reply.send(Err(BatchError::Engine(message.clone())));
+                    }
+                }
             }
         }
+    }
+
+    /// The jobs still worth running: gone clients and passed deadlines are
+    /// answered (or not) and counted.
+    fn live(&self, jobs: Vec<Job>) -> Vec<Job> {
         let now = Instant::now();
         let mut live = Vec::with_capacity(jobs.len());
         for job in jobs {
             if job.reply.is_closed() {
-                metrics.dropped("client_gone");
+                self.observer.dropped(DropReason::ClientGone);
             } else if job.deadline <= now {
-                metrics.dropped("deadline");
+                self.observer.dropped(DropReason::Deadline);
                 let _ = job.reply.send(Err(BatchError::Expired));
             } else {
                 live.push(job);
             }
         }
-        let jobs = live;
-        if jobs.is_empty() {
-            continue;
-        }
-        let n = jobs.len();
-        let batch: &[f32] = if n == 1 {
-            &jobs[0].tensor
-        } else {
-            input.clear();
-            input.reserve(n * image_len);
-            for job in &jobs {
-                input.extend_from_slice(&job.tensor);
-            }
-            &input
-        };
-        let start = Instant::now();
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.infer(batch, n)));
-        let inference_time = start.elapsed();
-        metrics.observe_batch(n, inference_time);
-        let outputs = match result {
-            Ok(Ok(out)) if out.len() == n * classes => Ok(out),
-            Ok(Ok(out)) => Err(format!(
-                "engine returned {} values for {n} images",
-                out.len()
-            )),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the engine panicked".to_string()),
-        };
-        match outputs {
-            Ok(out) => {
-                for (job, scores) in jobs.into_iter().zip(out.chunks_exact(classes)) {
-                    let queue_time = start.saturating_duration_since(job.enqueued);
-                    metrics.observe_queue(queue_time);
-                    let probabilities = if config.softmax {
-                        softmax(scores)
-                    } else {
-                        scores.to_vec()
-                    };
-                    let _ = job.reply.send(Ok(Scored {
-                        probabilities,
-                        queue_time,
-                        inference_time,
-                        batch_size: n,
-                    }));
-                }
-            }
-            Err(message) => {
-                tracing::error!(error = %message, batch = n, "inference failed");
-                for job in jobs {
-                    let _ = job.reply.send(Err(BatchError::Engine(message.clone())));
-                }
-            }
-        }
+        live
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use imgclass_core::EngineError;
-    use imgclass_core::engine::EngineKind;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A tiny engine: 4 values per image, 3 classes; class = round(first value).
-    /// Records the batch sizes it was called with.
-    pub(crate) struct FakeEngine {
-        pub delay: Duration,
-        pub sessions: usize,
-        pub batches: Mutex<Vec<usize>>,
-        pub calls: AtomicUsize,
-    }
-
-    impl FakeEngine {
-        pub fn new(delay: Duration, sessions: usize) -> Arc<Self> {
-            Arc::new(FakeEngine {
-                delay,
-                sessions,
-                batches: Mutex::new(Vec::new()),
-                calls: AtomicUsize::new(0),
-            })
-        }
-    }
-
-    impl Engine for FakeEngine {
-        fn kind(&self) -> EngineKind {
-            EngineKind::Tract
-        }
-        fn image_len(&self) -> usize {
-            4
-        }
-        fn num_classes(&self) -> usize {
-            3
-        }
-        fn sessions(&self) -> usize {
-            self.sessions
-        }
-        fn infer(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
-            imgclass_core::engine::check_input(input, batch, 4)?;
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.batches.lock().unwrap().push(batch);
-            std::thread::sleep(self.delay);
-            Ok(input
-                .chunks_exact(4)
-                .flat_map(|x| {
-                    let mut s = [0f32; 3];
-                    s[(x[0].round() as usize).min(2)] = 1.0;
-                    s
-                })
-                .collect())
-        }
-        fn describe(&self) -> String {
-            "fake".into()
-        }
-    }
+    use crate::test_support::{CountingObserver, FakeEngine, Running};
+    use std::sync::atomic::Ordering;
 
     fn config(max_batch_size: usize, queue_capacity: usize, workers: usize) -> BatchConfig {
         BatchConfig {
@@ -322,8 +287,17 @@ pub(crate) mod tests {
             max_batch_delay: Duration::ZERO,
             queue_capacity,
             workers,
-            softmax: false,
         }
+    }
+
+    fn start(engine: Arc<FakeEngine>, config: BatchConfig) -> Batcher {
+        Batcher::start(
+            "test",
+            engine,
+            Arc::new(CpuGate::new(4)),
+            config,
+            Arc::new(CountingObserver::default()),
+        )
     }
 
     fn far() -> Instant {
@@ -333,7 +307,7 @@ pub(crate) mod tests {
     #[test]
     fn answers_each_image_with_its_own_scores() {
         let engine = FakeEngine::new(Duration::ZERO, 1);
-        let b = Batcher::start(engine, config(8, 16, 1), Arc::new(Metrics::new()));
+        let b = start(engine, config(8, 16, 1));
         let rx: Vec<_> = (0..6)
             .map(|i| {
                 b.submit(vec![(i % 3) as f32, 0.0, 0.0, 0.0], far())
@@ -342,19 +316,15 @@ pub(crate) mod tests {
             .collect();
         for (i, r) in rx.into_iter().enumerate() {
             let s = r.blocking_recv().unwrap().unwrap();
-            let top = s.probabilities.iter().position(|&p| p == 1.0).unwrap();
+            let top = s.scores.iter().position(|&p| p == 1.0).unwrap();
             assert_eq!(top, i % 3);
         }
-        assert!(
-            b.submit(vec![0.0; 5], far()).is_err(),
-            "wrong tensor size is refused"
-        );
     }
 
     #[test]
     fn batches_what_is_queued_up_to_the_maximum() {
         let engine = FakeEngine::new(Duration::from_millis(50), 1);
-        let b = Batcher::start(engine.clone(), config(4, 16, 1), Arc::new(Metrics::new()));
+        let b = start(engine.clone(), config(4, 16, 1));
         // The first call blocks the only worker; the next ten queue up.
         let rx: Vec<_> = (0..11)
             .map(|_| b.submit(vec![0.0; 4], far()).unwrap())
@@ -371,7 +341,7 @@ pub(crate) mod tests {
     #[test]
     fn full_queue_refuses_at_once() {
         let engine = FakeEngine::new(Duration::from_millis(200), 1);
-        let b = Batcher::start(engine, config(1, 1, 1), Arc::new(Metrics::new()));
+        let b = start(engine, config(1, 1, 1));
         let first = b.submit(vec![0.0; 4], far()).unwrap();
         // Wait until the worker holds the first image, so the queue is empty.
         while b.depth() > 0 {
@@ -391,8 +361,14 @@ pub(crate) mod tests {
     #[test]
     fn gone_clients_and_expired_deadlines_are_skipped() {
         let engine = FakeEngine::new(Duration::from_millis(100), 1);
-        let metrics = Arc::new(Metrics::new());
-        let b = Batcher::start(engine.clone(), config(8, 16, 1), metrics.clone());
+        let observer = Arc::new(CountingObserver::default());
+        let b = Batcher::start(
+            "test",
+            engine.clone(),
+            Arc::new(CpuGate::new(1)),
+            config(8, 16, 1),
+            observer.clone(),
+        );
         let busy = b.submit(vec![0.0; 4], far()).unwrap();
         while b.depth() > 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -410,13 +386,13 @@ pub(crate) mod tests {
         let s = kept.blocking_recv().unwrap().unwrap();
         assert_eq!(s.batch_size, 1, "only the live image reached the engine");
         assert_eq!(engine.calls.load(Ordering::SeqCst), 2);
-        assert_eq!(metrics.dropped_total(), 2);
+        assert_eq!(observer.dropped.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn close_finishes_the_queue_then_stops() {
         let engine = FakeEngine::new(Duration::from_millis(20), 2);
-        let b = Batcher::start(engine, config(2, 16, 2), Arc::new(Metrics::new()));
+        let b = start(engine, config(2, 16, 2));
         let rx: Vec<_> = (0..8)
             .map(|_| b.submit(vec![0.0; 4], far()).unwrap())
             .collect();
@@ -429,5 +405,36 @@ pub(crate) mod tests {
         for r in rx {
             r.blocking_recv().unwrap().unwrap();
         }
+    }
+
+    #[test]
+    fn workers_of_two_models_share_the_cores() {
+        // Two models with two sessions each on a gate of two cores: never
+        // more than two engine calls at once.
+        let gate = Arc::new(CpuGate::new(2));
+        let running = Arc::new(Running::default());
+        let a = FakeEngine::counting(Duration::from_millis(15), 2, running.clone());
+        let c = FakeEngine::counting(Duration::from_millis(15), 2, running.clone());
+        let observer: Arc<dyn Observer> = Arc::new(CountingObserver::default());
+        let ba = Batcher::start(
+            "a",
+            a.clone(),
+            gate.clone(),
+            config(1, 64, 2),
+            observer.clone(),
+        );
+        let bc = Batcher::start("c", c.clone(), gate, config(1, 64, 2), observer);
+        let rx: Vec<_> = (0..16)
+            .flat_map(|_| {
+                [
+                    ba.submit(vec![0.0; 4], far()).unwrap(),
+                    bc.submit(vec![0.0; 4], far()).unwrap(),
+                ]
+            })
+            .collect();
+        for r in rx {
+            r.blocking_recv().unwrap().unwrap();
+        }
+        assert_eq!(running.peak(), 2);
     }
 }

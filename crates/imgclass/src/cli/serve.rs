@@ -1,15 +1,15 @@
-//! `imgclass serve` flags. Every flag also reads an `IMGCLASS_*` variable,
-//! so containers configure the service through the environment alone.
+//! `imgclass serve` flags → [`imgclass_server::ServerOptions`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use imgclass_engines::EngineArgs;
+use clap::Args;
+use imgclass_server::ServerOptions;
 
-use crate::state::ServerOptions;
+use super::engine::{DecodeArgs, EngineArgs};
+use super::values::{parse_duration, parse_size};
 
-/// Flags of `imgclass serve`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address to listen on. The default keeps the service on this machine;
     /// use 0.0.0.0 in a container or behind a gateway.
@@ -24,10 +24,7 @@ pub struct ServeArgs {
     /// Largest request body on KServe v2 infer (JSON with base64 images or FP32 tensors is bulky).
     #[arg(long, env = "IMGCLASS_MAX_INFER_BODY_SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_infer_body_size: usize,
-    /// Largest image accepted, width × height, checked from the header before decoding.
-    #[arg(long, env = "IMGCLASS_MAX_PIXELS", default_value_t = 40_000_000)]
-    pub max_pixels: u64,
-    /// Preprocessed images that may wait for the engine; when full, requests get 503 at once.
+    /// Preprocessed images that may wait for the engine, per model; when full, requests get 503 at once.
     #[arg(long, env = "IMGCLASS_QUEUE_CAPACITY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub queue_capacity: u32,
     /// Most images sent to the engine in one call (also capped by the model's
@@ -43,9 +40,14 @@ pub struct ServeArgs {
     /// Time from a request's arrival to its answer before it gets 504.
     #[arg(long, env = "IMGCLASS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
-    /// Threads decoding and resizing uploads (default: the CPUs this process may use).
+    /// Threads decoding and resizing uploads, shared by every model (default: the CPUs this process may use).
     #[arg(long, env = "IMGCLASS_PREPROCESS_THREADS")]
     pub preprocess_threads: Option<usize>,
+    /// Cores engine calls may keep busy at once, all models together
+    /// (default: the CPUs this process may use). Each model has its own
+    /// sessions; this bound keeps several models from oversubscribing the cores.
+    #[arg(long, env = "IMGCLASS_ENGINE_CORES")]
+    pub engine_cores: Option<usize>,
     /// Folder where uploads and their results are stored (several replicas may share it).
     #[arg(long, env = "IMGCLASS_IMAGES_DIR", default_value = "data/images")]
     pub images_dir: PathBuf,
@@ -62,24 +64,26 @@ pub struct ServeArgs {
     #[arg(long, env = "IMGCLASS_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
     #[command(flatten)]
+    pub decode: DecodeArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
 }
 
 impl ServeArgs {
     /// The in-process options these flags ask for.
     pub fn options(&self) -> ServerOptions {
+        let cpus = imgclass_core::usable_cpus();
         ServerOptions {
+            models: self.engine.models(),
             max_body_size: self.max_body_size,
             max_infer_body_size: self.max_infer_body_size,
-            max_pixels: self.max_pixels,
+            max_pixels: self.decode.max_pixels,
             queue_capacity: self.queue_capacity as usize,
             max_batch_size: self.max_batch_size as usize,
             max_batch_delay: self.max_batch_delay,
             request_timeout: self.request_timeout,
-            preprocess_threads: self
-                .preprocess_threads
-                .unwrap_or_else(imgclass_engines::usable_cpus)
-                .max(1),
+            preprocess_threads: self.preprocess_threads.unwrap_or(cpus).max(1),
+            engine_cores: self.engine_cores.unwrap_or(cpus).max(1),
             images_dir: (!self.no_store).then(|| self.images_dir.clone()),
             cors_origins: self
                 .cors_origin
@@ -91,58 +95,6 @@ impl ServeArgs {
             shutdown_grace: self.shutdown_grace,
         }
     }
-}
-
-/// Parses a byte size: `10485760`, `512KiB`, `10MiB`, `1GiB`, `10MB`, `10M`.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}: expected e.g. 10MiB or 1048576"))?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "invalid size unit in {text:?}: use B, KiB, MiB, GiB, kB, MB or GB"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {text:?} is too large"))
-}
-
-/// Parses a duration: `0`, `250ms`, `5s`, `1.5s`, `2m`, `100us`.
-/// A bare number means seconds, like most server timeouts.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 250ms or 2m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {text:?}: use us, ms, s, m or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {text:?}"))
 }
 
 #[cfg(test)]
@@ -157,27 +109,6 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("10MiB").unwrap(), 10 << 20);
-        assert_eq!(parse_size("512 KiB").unwrap(), 512 << 10);
-        assert_eq!(parse_size("1000").unwrap(), 1000);
-        assert_eq!(parse_size("2MB").unwrap(), 2_000_000);
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("1XB").is_err());
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
-
-    #[test]
     fn defaults_fit_a_laptop_and_store_can_be_turned_off() {
         let cli = Cli::try_parse_from(["serve"]).unwrap();
         let o = cli.serve.options();
@@ -189,11 +120,20 @@ mod tests {
         assert_eq!(o.max_batch_delay, Duration::ZERO);
         assert_eq!(o.request_timeout, Duration::from_secs(30));
         assert!(o.images_dir.is_some() && o.api_key.is_none() && o.cors_origins.is_empty());
+        assert_eq!(o.models, vec![imgclass_core::DEFAULT_MODEL]);
+        assert_eq!(o.engine_cores, imgclass_core::usable_cpus());
         let cli =
             Cli::try_parse_from(["serve", "--no-store", "--cors-origin", "http://a, http://b"])
                 .unwrap();
         let o = cli.serve.options();
         assert!(o.images_dir.is_none());
         assert_eq!(o.cors_origins, vec!["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn several_models_are_served_the_first_being_the_default() {
+        let cli = Cli::try_parse_from(["serve", "--model", "a, b,a,,c"]).unwrap();
+        assert_eq!(cli.serve.options().models, vec!["a", "b", "c"]);
+        assert!(cli.serve.engine.single_model().is_err());
     }
 }
