@@ -166,7 +166,10 @@ PY
 
 say "page and API through the gateway"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/")" = 200 ] || fail "GET /"
-curl -s "$base/" | grep -q '<script src="app.js"' || fail "GET / is not the page"
+# Read the page first: `curl | grep -q` under pipefail fails when grep stops
+# reading early (curl then exits 23).
+page="$(curl -s "$base/")"
+grep -q '<script src="app.js"' <<<"$page" || fail "GET / is not the page"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/app.js")" = 200 ] || fail "GET /app.js"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:5001/readyz")" = 200 ] || fail "ml not published on 5001"
 
