@@ -593,6 +593,7 @@ fn deployment_scripts_parse() {
         ("bash", "deploy/e2e-compose.sh"),
         ("bash", "deploy/e2e-k8s.sh"),
         ("bash", "deploy/docker/make-base.sh"),
+        ("bash", "deploy/docker/prebuilt-context.sh"),
         ("sh", "deploy/docker/gateway-entrypoint.sh"),
         ("sh", "deploy/e2e-k8s/runc-oom-clamp"),
     ] {
