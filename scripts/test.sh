@@ -18,6 +18,10 @@ cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace --all-targets "$@"
 
+# The end-to-end runs put the release binary `cargo test` just built into
+# their image (a `cargo build` would compile the dependencies again, without
+# the dev-dependencies' features).
+export IMGCLASS_BIN="${IMGCLASS_BIN:-$CARGO_TARGET_DIR/release/imgclass}"
 if [ "${IMGCLASS_E2E_DOCKER:-0}" = 1 ]; then
   deploy/e2e-compose.sh
 fi
