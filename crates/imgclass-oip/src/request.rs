@@ -55,7 +55,8 @@ pub enum InferBody {
 /// A parsed, validated inference request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InferRequest {
-    /// The request `id`, to echo in the response.
+    /// The request `id`, to echo in the response; an empty one (which
+    /// perf_analyzer sends) is `None`, as Triton then answers without `id`.
     pub id: Option<String>,
     /// The inputs in request order, names unique.
     pub inputs: Vec<InputTensor>,
@@ -337,7 +338,7 @@ pub fn parse_infer_request(
     }
 
     Ok(InferBody::Request(InferRequest {
-        id: wire.id,
+        id: wire.id.filter(|id| !id.is_empty()),
         inputs,
         outputs,
         binary_data_output,
@@ -393,11 +394,7 @@ impl InferRequest {
                 let row = known_count
                     .checked_mul(size)
                     .ok_or_else(|| raw("its shape is too large".into()))?;
-                let deduced = if row == 0 {
-                    None
-                } else {
-                    Some(data.len() / row)
-                };
+                let deduced = data.len().checked_div(row);
                 let fits = match (wildcards, deduced) {
                     (0, _) => row == data.len(),
                     (_, Some(n)) => n * row == data.len(),

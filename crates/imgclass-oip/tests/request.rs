@@ -172,6 +172,8 @@ fn unused_parameters_are_accepted_and_kept() {
     assert!(matches!(e, OipError::ReservedParameter { .. }), "{e}");
     let e = parse_json(json!({"inputs": [], "parameters": {"binary_data_output": 1}})).unwrap_err();
     assert!(matches!(e, OipError::Parameter { .. }), "{e}");
+    let r = parse_json(json!({"inputs": [], "id": ""})).unwrap();
+    assert_eq!(r.id, None, "perf_analyzer's empty id is no id");
     let e = parse_json(json!({"inputs": [], "id": 5})).unwrap_err();
     assert!(matches!(e, OipError::Json(_)), "{e}");
 }
