@@ -30,6 +30,7 @@ if [ ! -x "$venv/bin/python" ]; then
     "$stage/bin/python" -m pip install --disable-pip-version-check --no-input -q \
       --only-binary=:all: --require-hashes -r "$req" >&2
     "$stage/bin/python" -c "import tritonclient.http, numpy" >&2
+    chmod 755 "$stage"
     # Renaming a venv keeps `python -m …` and imports working (only the
     # console scripts' shebangs name the old path, and nothing uses them).
     mv "$stage" "$venv"
