@@ -268,8 +268,7 @@ impl AppState {
         // when the models are not named yet) is on its way: 503, not 404.
         let coming = || {
             let configured = self.configured();
-            self.phase() == Phase::Loading
-                && (configured.is_empty() || configured.contains(&name))
+            self.phase() == Phase::Loading && (configured.is_empty() || configured.contains(&name))
         };
         match self.inner.models.state(&name) {
             Some(ModelState::Loading) => Err(ApiError::NotReady),
