@@ -32,6 +32,12 @@ pub trait Observer: Send + Sync {
     fn batch(&self, _size: usize, _took: Duration) {}
     /// One queued image was skipped.
     fn dropped(&self, _reason: DropReason) {}
+    /// One image's raw scores became its answer (softmax) in `took`.
+    fn postprocessed(&self, _took: Duration) {}
+    /// One call of [`crate::Pipeline::classify`], `classify_all` or
+    /// `infer_tensors` ended: `images` in it, `took` since the request
+    /// arrived (its [`crate::Deadline`]'s start), answered (`ok`) or failed.
+    fn finished(&self, _images: usize, _took: Duration, _ok: bool) {}
 }
 
 /// Reports nothing.

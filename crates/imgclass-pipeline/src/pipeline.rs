@@ -281,10 +281,15 @@ impl Pipeline {
         deadline: Deadline,
     ) -> Result<Classified, PipelineError> {
         check_admitted(admission, 1)?;
-        let prepared = self.prepare(bytes, deadline, None).await?;
-        self.answer(vec![prepared], deadline)
-            .await
-            .map(|mut all| all.remove(0))
+        let result = async {
+            let prepared = self.prepare(bytes, deadline, None).await?;
+            self.answer(vec![prepared], deadline)
+                .await
+                .map(|mut all| all.remove(0))
+        }
+        .await;
+        self.finished(1, deadline, result.is_ok());
+        result
     }
 
     /// Classifies several encoded images, decoded in parallel on the pool.
@@ -296,15 +301,21 @@ impl Pipeline {
         deadline: Deadline,
     ) -> Result<Vec<Classified>, PipelineError> {
         check_admitted(admission, images.len())?;
-        let index = |i| (images.len() > 1).then_some(i);
-        let prepared = futures_util::future::try_join_all(
-            images
-                .iter()
-                .enumerate()
-                .map(|(i, b)| self.prepare(b.clone(), deadline, index(i))),
-        )
-        .await?;
-        self.answer(prepared, deadline).await
+        let n = images.len();
+        let index = |i| (n > 1).then_some(i);
+        let result = async {
+            let prepared = futures_util::future::try_join_all(
+                images
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| self.prepare(b.clone(), deadline, index(i))),
+            )
+            .await?;
+            self.answer(prepared, deadline).await
+        }
+        .await;
+        self.finished(n, deadline, result.is_ok());
+        result
     }
 
     /// Runs already-preprocessed images (each `Engine::image_len` values in
@@ -316,15 +327,27 @@ impl Pipeline {
         deadline: Deadline,
     ) -> Result<Vec<Scored>, PipelineError> {
         check_admitted(admission, tensors.len())?;
+        let n = tensors.len();
         let len = self.engine.image_len();
-        if let Some((i, t)) = tensors.iter().enumerate().find(|(_, t)| t.len() != len) {
-            return Err(PipelineError::Tensor(format!(
-                "tensor {i} has {} values, the model takes {len}",
-                t.len()
-            )));
+        let result = async {
+            if let Some((i, t)) = tensors.iter().enumerate().find(|(_, t)| t.len() != len) {
+                return Err(PipelineError::Tensor(format!(
+                    "tensor {i} has {} values, the model takes {len}",
+                    t.len()
+                )));
+            }
+            let replies = self.submit(tensors, deadline)?;
+            self.collect(replies, deadline).await
         }
-        let replies = self.submit(tensors, deadline)?;
-        self.collect(replies, deadline).await
+        .await;
+        self.finished(n, deadline, result.is_ok());
+        result
+    }
+
+    /// Tells the observer a request ended.
+    fn finished(&self, images: usize, deadline: Deadline, ok: bool) {
+        self.observer
+            .finished(images, deadline.started().elapsed(), ok);
     }
 
     /// The `k` most probable classes with this model's labels.
@@ -433,11 +456,13 @@ impl Pipeline {
                     .await
                     .map_err(|_| PipelineError::Internal("an engine worker stopped".into()))?
                     .map_err(|e| batch_error(e, deadline))?;
+                let started = Instant::now();
                 let probabilities = if softmax_needed {
                     softmax(&raw.scores)
                 } else {
                     raw.scores
                 };
+                self.observer.postprocessed(started.elapsed());
                 out.push(Scored {
                     probabilities,
                     timings: Timings {

@@ -23,6 +23,8 @@ use hashbrown::{Equivalent, HashMap};
 use imgclass_pipeline::{DropReason, Observer};
 use serde::Serialize;
 
+use crate::inference_stats::InferenceCounters;
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0,
@@ -109,6 +111,8 @@ pub(crate) struct ModelMetrics {
     batch_size: Histogram,
     dropped_client_gone: AtomicU64,
     dropped_deadline: AtomicU64,
+    /// Triton's statistics extension (`/v2/models/{name}/stats`).
+    pub(crate) inference: InferenceCounters,
 }
 
 impl ModelMetrics {
@@ -121,6 +125,7 @@ impl ModelMetrics {
             batch_size: Histogram::new(BATCH_BUCKETS),
             dropped_client_gone: AtomicU64::new(0),
             dropped_deadline: AtomicU64::new(0),
+            inference: InferenceCounters::default(),
         }
     }
 
@@ -134,13 +139,22 @@ impl ModelMetrics {
 impl Observer for ModelMetrics {
     fn preprocessed(&self, took: Duration) {
         self.preprocess_duration.observe(took.as_secs_f64());
+        self.inference.preprocessed(took);
     }
     fn dequeued(&self, waited: Duration) {
         self.queue_duration.observe(waited.as_secs_f64());
+        self.inference.dequeued(waited);
     }
     fn batch(&self, size: usize, took: Duration) {
         self.batch_size.observe(size as f64);
         self.inference_duration.observe(took.as_secs_f64());
+        self.inference.batch(size, took);
+    }
+    fn postprocessed(&self, took: Duration) {
+        self.inference.postprocessed(took);
+    }
+    fn finished(&self, _images: usize, took: Duration, ok: bool) {
+        self.inference.finished(took, ok);
     }
     fn dropped(&self, reason: DropReason) {
         match reason {
