@@ -202,8 +202,10 @@ async fn malformed_binary_requests_are_json_errors() {
         let cases: Vec<(&str, Value, Vec<u8>, u16, &str)> = vec![
             ("binary_data_size past the body", json!({ "inputs": [image_input(one.len() + 10, json!([1]))] }),
                 one.clone(), 400, "only"),
-            ("bytes left over", json!({ "inputs": [image_input(one.len() - 8, json!([1]))] }),
-                one.clone(), 400, "bytes of binary data follow"),
+            ("bytes left over", json!({ "inputs": [image_input(one.len(), json!([1]))] }),
+                [&one[..], &[0u8; 8]].concat(), 400, "8 bytes of binary data follow"),
+            ("BYTES element shorter than its size", json!({ "inputs": [image_input(one.len() - 8, json!([1]))] }),
+                one[..one.len() - 8].to_vec(), 400, "only"),
             ("BYTES length prefix past its tensor", json!({ "inputs": [image_input(8, json!([1]))] }),
                 one[..8].to_vec(), 400, "BYTES element 0"),
             ("BYTES count below the shape", json!({ "inputs": [image_input(one.len(), json!([2]))] }),
