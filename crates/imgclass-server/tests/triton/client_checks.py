@@ -76,7 +76,6 @@ def expect_http_error(fn, statuses, what):
 class Checks:
     def __init__(self, args):
         self.args = args
-        self.headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
         self.client = httpclient.InferenceServerClient(
             url=args.url, connection_timeout=10.0, network_timeout=60.0
         )
@@ -88,6 +87,13 @@ class Checks:
         self.meta = None
 
     # -- helpers ---------------------------------------------------------
+    @property
+    def headers(self):
+        """A fresh dict per call: tritonclient's infer() writes
+        Inference-Header-Content-Length into the dict it is given, and a
+        reused dict would send that stale length with the next request."""
+        return {"Authorization": f"Bearer {self.args.api_key}"} if self.args.api_key else None
+
     def names(self):
         if self.meta is None:
             self.meta = self.client.get_model_metadata(self.args.model, headers=self.headers)
