@@ -23,6 +23,7 @@ use crate::decode_pool::DecodePool;
 use crate::error::PipelineError;
 use crate::gate::CpuGate;
 use crate::observer::Observer;
+use crate::timings::Timings;
 
 /// How a pipeline batches and what it accepts.
 #[derive(Clone, Debug)]
@@ -74,31 +75,6 @@ pub struct Admission {
 impl Admission {
     pub fn images(&self) -> usize {
         self.n
-    }
-}
-
-/// Where the time of one answer went.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Timings {
-    /// Hashing, decoding, resizing and normalising (zero for tensors).
-    pub preprocess: Duration,
-    /// From entering the queue to the start of its engine call.
-    pub queue: Duration,
-    /// The engine call that ran it.
-    pub inference: Duration,
-    /// Images in that engine call.
-    pub batch_size: usize,
-}
-
-impl Timings {
-    /// The slowest of each stage, for the headers of a multi-image answer.
-    pub fn slowest<'a>(all: impl IntoIterator<Item = &'a Timings>) -> Timings {
-        all.into_iter().fold(Timings::default(), |a, t| Timings {
-            preprocess: a.preprocess.max(t.preprocess),
-            queue: a.queue.max(t.queue),
-            inference: a.inference.max(t.inference),
-            batch_size: a.batch_size.max(t.batch_size),
-        })
     }
 }
 
@@ -288,7 +264,7 @@ impl Pipeline {
                 .map(|mut all| all.remove(0))
         }
         .await;
-        self.finished(1, deadline, result.is_ok());
+        self.finished(1, deadline, result.as_ref().ok().map(|c| c.timings));
         result
     }
 
@@ -314,7 +290,11 @@ impl Pipeline {
             self.answer(prepared, deadline).await
         }
         .await;
-        self.finished(n, deadline, result.is_ok());
+        let slowest = result
+            .as_ref()
+            .ok()
+            .map(|all| Timings::slowest(all.iter().map(|c| &c.timings)));
+        self.finished(n, deadline, slowest);
         result
     }
 
@@ -340,14 +320,19 @@ impl Pipeline {
             self.collect(replies, deadline).await
         }
         .await;
-        self.finished(n, deadline, result.is_ok());
+        let slowest = result
+            .as_ref()
+            .ok()
+            .map(|all| Timings::slowest(all.iter().map(|s| &s.timings)));
+        self.finished(n, deadline, slowest);
         result
     }
 
-    /// Tells the observer a request ended.
-    fn finished(&self, images: usize, deadline: Deadline, ok: bool) {
-        self.observer
-            .finished(images, deadline.started().elapsed(), ok);
+    /// Tells the observer a request ended: answered (the slowest image's
+    /// timings) or failed (`None`).
+    fn finished(&self, images: usize, deadline: Deadline, answered: Option<Timings>) {
+        let took = deadline.started().elapsed();
+        self.observer.finished(images, took, answered.as_ref());
     }
 
     /// The `k` most probable classes with this model's labels.
@@ -462,13 +447,13 @@ impl Pipeline {
                 } else {
                     raw.scores
                 };
-                self.observer.postprocessed(started.elapsed());
                 out.push(Scored {
                     probabilities,
                     timings: Timings {
                         preprocess: Duration::ZERO,
                         queue: raw.queue_time,
                         inference: raw.inference_time,
+                        postprocess: started.elapsed(),
                         batch_size: raw.batch_size,
                     },
                 });

@@ -2,22 +2,22 @@
 //! from counters the model's pipeline feeds through its observer: atomics
 //! only, nothing allocated per request.
 //!
-//! What each figure counts, as Triton does:
-//! - `success` / `fail`: requests (one per infer or classify call), with
-//!   their whole time from arrival to answer;
-//! - `queue`, `compute_input`, `compute_output`: per image (with Triton's
-//!   batch-1 requests, per request): waiting for an engine worker,
-//!   decoding + preprocessing (uploads only; preprocessed FP32 tensors have
-//!   none), softmax;
-//! - `compute_infer`: per image, each charged the whole engine call its
-//!   batch ran in (Triton charges every request of a batch that way);
-//! - `execution_count`: engine calls; `inference_count`: images they ran;
-//! - `last_inference`: ms since the Unix epoch of the last success.
+//! What each figure counts, as Triton does: `success` / `fail` count
+//! requests (one per infer or classify call) with their whole time from
+//! arrival to answer; `queue`, `compute_input` (decoding and
+//! preprocessing; zero for preprocessed FP32 tensors), `compute_infer` (the
+//! engine call) and `compute_output` (softmax) count answered requests,
+//! each with its slowest image's time in that stage. They are all recorded
+//! together when the request is answered, so their counts agree (which
+//! perf_analyzer insists on); `execution_count` counts engine calls and
+//! `inference_count` the images they ran; `last_inference` is the ms since
+//! the Unix epoch of the last answer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use imgclass_oip::{DurationStat, InferStatistics, ModelStatistics};
+use imgclass_pipeline::Timings;
 
 /// A count and its total nanoseconds.
 #[derive(Default)]
@@ -59,36 +59,26 @@ pub(crate) struct InferenceCounters {
 }
 
 impl InferenceCounters {
-    pub fn preprocessed(&self, took: Duration) {
-        self.compute_input.add(1, nanos(took));
-    }
-
-    pub fn dequeued(&self, waited: Duration) {
-        self.queue.add(1, nanos(waited));
-    }
-
-    pub fn batch(&self, size: usize, took: Duration) {
-        let size = size as u64;
+    pub fn batch(&self, size: usize) {
         self.execution_count.fetch_add(1, Ordering::Relaxed);
-        self.inference_count.fetch_add(size, Ordering::Relaxed);
-        self.compute_infer
-            .add(size, nanos(took).saturating_mul(size));
+        self.inference_count
+            .fetch_add(size as u64, Ordering::Relaxed);
     }
 
-    pub fn postprocessed(&self, took: Duration) {
-        self.compute_output.add(1, nanos(took));
-    }
-
-    pub fn finished(&self, took: Duration, ok: bool) {
-        if ok {
-            self.success.add(1, nanos(took));
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            self.last_inference_ms.fetch_max(now, Ordering::Relaxed);
-        } else {
+    pub fn finished(&self, took: Duration, answered: Option<&Timings>) {
+        let Some(t) = answered else {
             self.fail.add(1, nanos(took));
-        }
+            return;
+        };
+        self.queue.add(1, nanos(t.queue));
+        self.compute_input.add(1, nanos(t.preprocess));
+        self.compute_infer.add(1, nanos(t.inference));
+        self.compute_output.add(1, nanos(t.postprocess));
+        self.success.add(1, nanos(took));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_inference_ms.fetch_max(now, Ordering::Relaxed);
     }
 
     /// The statistics of model `name`, version `version`.
@@ -123,24 +113,25 @@ mod tests {
     fn counters_follow_triton_semantics() {
         let c = InferenceCounters::default();
         let ms = Duration::from_millis(1);
-        c.preprocessed(ms);
-        c.preprocessed(ms);
-        c.dequeued(ms);
-        c.dequeued(ms);
-        c.batch(2, 3 * ms);
-        c.postprocessed(ms);
-        c.postprocessed(ms);
-        c.finished(10 * ms, true);
-        c.finished(ms, false);
+        c.batch(2);
+        let t = Timings {
+            preprocess: 2 * ms,
+            queue: ms,
+            inference: 3 * ms,
+            postprocess: ms,
+            batch_size: 2,
+        };
+        c.finished(10 * ms, Some(&t));
+        c.finished(ms, None);
         let s = c.snapshot("m", "1");
         assert_eq!((s.inference_count, s.execution_count), (2, 1));
         let i = &s.inference_stats;
         assert_eq!((i.success.count, i.success.ns), (1, 10_000_000));
         assert_eq!((i.fail.count, i.fail.ns), (1, 1_000_000));
-        assert_eq!((i.queue.count, i.compute_input.count), (2, 2));
-        // each image of the batch is charged the whole call
-        assert_eq!((i.compute_infer.count, i.compute_infer.ns), (2, 6_000_000));
-        assert_eq!(i.compute_output.count, 2);
+        assert_eq!((i.queue.count, i.queue.ns), (1, 1_000_000));
+        assert_eq!((i.compute_input.count, i.compute_input.ns), (1, 2_000_000));
+        assert_eq!((i.compute_infer.count, i.compute_infer.ns), (1, 3_000_000));
+        assert_eq!(i.compute_output.count, 1);
         assert!(s.last_inference > 1_600_000_000_000);
         assert_eq!(s.version, "1");
     }

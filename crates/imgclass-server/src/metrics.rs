@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hashbrown::{Equivalent, HashMap};
-use imgclass_pipeline::{DropReason, Observer};
+use imgclass_pipeline::{DropReason, Observer, Timings};
 use serde::Serialize;
 
 use crate::inference_stats::InferenceCounters;
@@ -139,22 +139,17 @@ impl ModelMetrics {
 impl Observer for ModelMetrics {
     fn preprocessed(&self, took: Duration) {
         self.preprocess_duration.observe(took.as_secs_f64());
-        self.inference.preprocessed(took);
     }
     fn dequeued(&self, waited: Duration) {
         self.queue_duration.observe(waited.as_secs_f64());
-        self.inference.dequeued(waited);
     }
     fn batch(&self, size: usize, took: Duration) {
         self.batch_size.observe(size as f64);
         self.inference_duration.observe(took.as_secs_f64());
-        self.inference.batch(size, took);
+        self.inference.batch(size);
     }
-    fn postprocessed(&self, took: Duration) {
-        self.inference.postprocessed(took);
-    }
-    fn finished(&self, _images: usize, took: Duration, ok: bool) {
-        self.inference.finished(took, ok);
+    fn finished(&self, _images: usize, took: Duration, answered: Option<&Timings>) {
+        self.inference.finished(took, answered);
     }
     fn dropped(&self, reason: DropReason) {
         match reason {

@@ -180,9 +180,10 @@ async fn binary_requests_and_responses_as_tritonclient_sends_them() {
         assert_eq!(m["inference_stats"]["fail"]["count"], 0, "{m}");
         assert_eq!(m["inference_count"], 8, "{m}");
         assert!(m["execution_count"].as_u64().unwrap() >= 6, "{m}");
-        assert_eq!(m["inference_stats"]["queue"]["count"], 8);
-        assert_eq!(m["inference_stats"]["compute_output"]["count"], 8);
-        assert_eq!(m["inference_stats"]["compute_input"]["count"], 7, "FP32 tensors need no decoding");
+        // one each per answered request, so perf_analyzer finds them equal
+        for stage in ["queue", "compute_input", "compute_infer", "compute_output"] {
+            assert_eq!(m["inference_stats"][stage]["count"], 7, "{stage}: {m}");
+        }
         assert!(m["inference_stats"]["compute_infer"]["ns"].as_u64().unwrap() > 0);
         assert!(m["last_inference"].as_u64().unwrap() > 0);
     })
