@@ -191,7 +191,7 @@ fn batch_of(input: &InputTensor) -> Result<usize, ApiError> {
         .shape()
         .first()
         .ok_or_else(|| bad(format!("input {:?}: shape must not be empty", input.name)))?;
-    if n < 1 || n > MAX_IMAGES_PER_REQUEST {
+    if !(1..=MAX_IMAGES_PER_REQUEST).contains(&n) {
         return Err(bad(format!(
             "input {:?}: the batch dimension must be from 1 to {MAX_IMAGES_PER_REQUEST}, got {n}",
             input.name
