@@ -317,7 +317,7 @@ pub fn default_model_config() -> ModelConfig {
             height: 224,
             layout: InputLayout::Nchw,
             crop_fraction: 0.875,
-            resize_filter: ResizeFilter::Bilinear,
+            resize_filter: ResizeFilter::Bicubic,
             normalization: Normalization::ScaleOffset {
                 scale: 1.0 / 128.0,
                 offset: -127.0 / 128.0,
