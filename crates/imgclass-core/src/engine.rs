@@ -61,10 +61,27 @@ pub trait Engine: Send + Sync {
     fn num_classes(&self) -> usize;
     /// How many calls can run in parallel without waiting on each other.
     fn sessions(&self) -> usize;
+    /// Threads one call keeps busy (a session's intra-op threads), so a
+    /// scheduler can count cores.
+    fn threads_per_call(&self) -> usize {
+        1
+    }
     /// Runs `batch` images (`input.len() == batch * image_len()`) and returns
     /// `batch * num_classes()` scores (logits, or probabilities when the model
     /// says so), image after image.
     fn infer(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError>;
+    /// Threads of the engine's latency session — one session that spreads
+    /// a single call over several cores — or 0 when it has none. A
+    /// scheduler picks it for a lone request on an otherwise idle machine
+    /// and the per-core sessions under load.
+    fn latency_threads(&self) -> usize {
+        0
+    }
+    /// Runs on the latency session (same contract as [`Engine::infer`]);
+    /// an engine without one runs [`Engine::infer`].
+    fn infer_latency(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
+        self.infer(input, batch)
+    }
     /// Human-readable description (threads, sessions, library version).
     fn describe(&self) -> String;
 }

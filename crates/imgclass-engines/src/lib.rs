@@ -51,40 +51,6 @@ impl std::fmt::Display for EngineChoice {
     }
 }
 
-/// Engine selection shared by every command that runs a model
-/// (`classify`, `serve`, `model bench`): one definition per flag.
-#[derive(clap::Args, Debug, Clone)]
-pub struct EngineArgs {
-    /// Inference engine: auto (ONNX Runtime if it loads, else tract), ort or tract.
-    #[arg(long, env = "IMGCLASS_ENGINE", default_value = "auto")]
-    pub engine: EngineChoice,
-    /// Model name in the model home.
-    #[arg(long, env = "IMGCLASS_MODEL", default_value = imgclass_core::DEFAULT_MODEL)]
-    pub model: String,
-    /// Parallel engine sessions (default: the CPUs this process may use).
-    #[arg(long, env = "IMGCLASS_SESSIONS")]
-    pub sessions: Option<usize>,
-    /// Threads inside each session.
-    #[arg(long, env = "IMGCLASS_THREADS", default_value_t = 1)]
-    pub threads: usize,
-    /// ONNX Runtime shared library (default: the one `model fetch` installed).
-    #[arg(long, env = "IMGCLASS_ORT_LIB")]
-    pub ort_lib: Option<PathBuf>,
-}
-
-impl EngineArgs {
-    /// The engine options these flags ask for.
-    pub fn options(&self) -> EngineOptions {
-        let mut options = EngineOptions::default();
-        if let Some(s) = self.sessions {
-            options.sessions = s.max(1);
-        }
-        options.intra_threads = self.threads.max(1);
-        options.ort_library = self.ort_lib.clone();
-        options
-    }
-}
-
 /// A model that could not be brought up.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -94,14 +60,16 @@ pub enum LoadError {
     Engine(#[from] EngineError),
 }
 
-/// Loads the model named in `args` from `home` on the engine `args` asks for.
+/// Loads model `name` from `home` on the engine `choice` names.
 pub fn load(
     home: &std::path::Path,
-    args: &EngineArgs,
+    name: &str,
+    choice: EngineChoice,
+    options: &EngineOptions,
 ) -> Result<(LoadedModel, Arc<dyn Engine>), LoadError> {
-    let model = imgclass_core::ModelRepository::new(home).load(&args.model)?;
-    let engine = load_engine(&model, args.engine, &args.options(), home)?;
-    tracing::info!(model = %args.model, engine = %engine.kind(), detail = %engine.describe(), "engine ready");
+    let model = imgclass_core::ModelRepository::new(home).load(name)?;
+    let engine = load_engine(&model, choice, options, home)?;
+    tracing::info!(model = %name, engine = %engine.kind(), detail = %engine.describe(), "engine ready");
     Ok((model, engine))
 }
 
@@ -112,6 +80,10 @@ pub struct EngineOptions {
     pub sessions: usize,
     /// Threads inside one session.
     pub intra_threads: usize,
+    /// Threads of an extra latency session that a lone request runs on
+    /// when every core is idle; 0 or 1: no latency session. ONNX Runtime
+    /// only (tract runs a call on one thread).
+    pub latency_threads: usize,
     /// The ONNX Runtime shared library; `None` looks in the model home.
     pub ort_library: Option<PathBuf>,
 }
@@ -119,11 +91,26 @@ pub struct EngineOptions {
 impl EngineOptions {
     /// Defaults measured on a 2-core machine: one single-threaded session
     /// per usable CPU gives the best throughput for both engines (two
-    /// 1-thread ORT sessions ≈ 200 img/s versus ≈ 180 for one 2-thread one).
+    /// 1-thread ORT sessions ≈ 200 img/s versus ≈ 180 for one 2-thread
+    /// one), and one session over all CPUs the best latency for a lone
+    /// request.
     pub fn for_cpus(cpus: usize) -> Self {
+        let cpus = cpus.max(1);
         EngineOptions {
-            sessions: cpus.max(1),
+            sessions: cpus,
             intra_threads: 1,
+            latency_threads: if cpus > 1 { cpus } else { 0 },
+            ort_library: None,
+        }
+    }
+
+    /// `sessions` sessions of `intra_threads` threads and no latency
+    /// session: one kind of call only.
+    pub fn fixed(sessions: usize, intra_threads: usize) -> Self {
+        EngineOptions {
+            sessions: sessions.max(1),
+            intra_threads: intra_threads.max(1),
+            latency_threads: 0,
             ort_library: None,
         }
     }
@@ -135,14 +122,7 @@ impl Default for EngineOptions {
     }
 }
 
-/// CPUs this process may use: affinity mask and cgroup CPU quota included
-/// (std reads `cpu.max` / `cpu.cfs_quota_us`), so a container limited to
-/// 1.5 CPUs gets 1.
-pub fn usable_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
+pub use imgclass_core::usable_cpus;
 
 /// The library path used when none is given: `$IMGCLASS_ORT_LIB`, else the
 /// copy `imgclass model fetch` put in the model home.

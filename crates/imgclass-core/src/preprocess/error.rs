@@ -9,6 +9,8 @@ pub enum ImageError {
     Empty,
     #[error("{}", unsupported_message(.detected))]
     Unsupported { detected: Option<String> },
+    /// Reachable from `imgclass classify`, which reads files whole; the
+    /// server bounds every body before it gets here, so there it cannot fire.
     #[error("the image is {bytes} bytes, over the limit of {limit} bytes")]
     TooManyBytes { bytes: usize, limit: usize },
     #[error("the image is {width}x{height} pixels, over the limit of {limit} pixels")]
