@@ -21,7 +21,8 @@ use std::time::Duration;
 use clap::Parser;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use imgclass_core::config::{InputConfig, ResizeFilter};
-use imgclass_core::{DecodeLimits, Preprocessor, crop_box};
+use imgclass_core::preprocess::crop_box;
+use imgclass_core::{DecodeLimits, Preprocessor};
 use imgclass_testkit as kit;
 use kit::derived;
 use sha2::Digest;
@@ -101,9 +102,7 @@ impl OldPath {
             .crop(left, top, cw, ch)
             .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
         let src = fr::images::ImageRef::new(w, h, rgb.as_raw(), fr::PixelType::U8x3).unwrap();
-        fr::Resizer::new()
-            .resize(&src, &mut dst, &options)
-            .unwrap();
+        fr::Resizer::new().resize(&src, &mut dst, &options).unwrap();
         dst.into_vec()
     }
 
@@ -133,7 +132,10 @@ fn new_path(pre: &Preprocessor, bytes: &[u8], rgb: &mut [u8], out: &mut [f32]) -
     let t3 = thread_cpu();
     pre.normalise_into(rgb, out);
     let t4 = thread_cpu();
-    ([t1 - t0, t2 - t1, t3 - t2, t4 - t3], decoded.scale_denominator)
+    (
+        [t1 - t0, t2 - t1, t3 - t2, t4 - t3],
+        decoded.scale_denominator,
+    )
 }
 
 fn median(mut xs: Vec<Duration>) -> Duration {
@@ -194,7 +196,11 @@ fn main() {
         ("600x400 PNG", kit::photo_bytes("coffee.png")),
     ];
 
-    println!("CPU: {} ({} runs each, medians, ms of thread CPU time)", cpu_model(), runs);
+    println!(
+        "CPU: {} ({} runs each, medians, ms of thread CPU time)",
+        cpu_model(),
+        runs
+    );
     println!(
         "{:<16} {:>9}  {:<10} {:>9} {:>9} {:>8}",
         "image", "bytes", "stage", "old ms", "new ms", "old/new"
@@ -224,7 +230,11 @@ fn main() {
             println!(
                 "{:<16} {:>9}  {:<10} {:>9.3} {:>9.3} {:>7.2}x",
                 if s == 0 { name } else { "" },
-                if s == 0 { bytes.len().to_string() } else { String::new() },
+                if s == 0 {
+                    bytes.len().to_string()
+                } else {
+                    String::new()
+                },
                 label,
                 ms(o[s]),
                 ms(n[s]),

@@ -208,7 +208,12 @@ impl Engine for OrtEngine {
 }
 
 impl OrtEngine {
-    fn run(&self, s: &mut OrtSession, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
+    fn run(
+        &self,
+        s: &mut OrtSession,
+        input: &[f32],
+        batch: usize,
+    ) -> Result<Vec<f32>, EngineError> {
         check_input(input, batch, self.image_len)?;
         let shape = [batch, self.dims[0], self.dims[1], self.dims[2]];
         let run_err = |e: ort::Error| EngineError::Run(e.to_string());

@@ -425,7 +425,11 @@ pub(crate) mod tests {
         );
         // One at a time: every call is a latency call.
         for _ in 0..3 {
-            b.submit(vec![0.0; 4], far()).unwrap().blocking_recv().unwrap().unwrap();
+            b.submit(vec![0.0; 4], far())
+                .unwrap()
+                .blocking_recv()
+                .unwrap()
+                .unwrap();
         }
         assert_eq!(engine.latency_calls.load(Ordering::SeqCst), 3);
         // Twenty at once: the queue is never empty until the end, so at
@@ -437,7 +441,10 @@ pub(crate) mod tests {
             r.blocking_recv().unwrap().unwrap();
         }
         let latency = engine.latency_calls.load(Ordering::SeqCst) - 3;
-        assert!(latency <= 2, "{latency} of 20 queued images ran on the latency session");
+        assert!(
+            latency <= 2,
+            "{latency} of 20 queued images ran on the latency session"
+        );
         assert_eq!(engine.running.peak(), 2);
     }
 

@@ -112,7 +112,11 @@ pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     app1.extend(0u32.to_be_bytes()); // and no next IFD.
     let mut out = jpeg[..2].to_vec();
     out.extend([0xFF, 0xE1]);
-    out.extend(u16::try_from(app1.len() + 2).expect("short segment").to_be_bytes());
+    out.extend(
+        u16::try_from(app1.len() + 2)
+            .expect("short segment")
+            .to_be_bytes(),
+    );
     out.extend(app1);
     out.extend(&jpeg[2..]);
     out

@@ -52,7 +52,8 @@ pub(crate) fn decode(
         Layout::GreyAlpha => grey_to_rgb_in_place(&mut buf, pixels, 2),
     }
     buf.truncate(pixels * 3);
-    let rgb = RgbImage::from_raw(width, height, buf).expect("the buffer holds width × height RGB pixels");
+    let rgb =
+        RgbImage::from_raw(width, height, buf).expect("the buffer holds width × height RGB pixels");
     Ok((rgb, orientation))
 }
 

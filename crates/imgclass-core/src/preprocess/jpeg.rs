@@ -21,8 +21,8 @@
 //! 2.75 ms), hence the split. Both handle baseline and progressive, grey,
 //! YCbCr, RGB, CMYK and YCCK; neither starts threads.
 
-use image::metadata::Orientation;
 use image::RgbImage;
+use image::metadata::Orientation;
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
@@ -57,9 +57,7 @@ fn zune_options() -> DecoderOptions {
 pub(crate) fn read_header(bytes: &[u8]) -> Result<JpegHeader, ImageError> {
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), zune_options());
     decoder.decode_headers().map_err(corrupt)?;
-    let (width, height) = decoder
-        .dimensions()
-        .expect("the headers were decoded");
+    let (width, height) = decoder.dimensions().expect("the headers were decoded");
     let orientation = decoder
         .exif()
         .and_then(|exif| Orientation::from_exif_chunk(exif))
@@ -154,7 +152,10 @@ fn decode_with_libjpeg(bytes: &[u8], denominator: u32) -> std::io::Result<RgbIma
     dec.scale(u8::try_from(8 / denominator).expect("denominator is 2, 4 or 8"));
     // libjpeg cannot turn CMYK into RGB: take CMYK (from CMYK or YCCK data)
     // and convert it below.
-    let cmyk = matches!(dec.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
+    let cmyk = matches!(
+        dec.color_space(),
+        ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
+    );
     let mut started = if cmyk {
         dec.to_colorspace(ColorSpace::JCS_CMYK)?
     } else {

@@ -173,7 +173,13 @@ impl Preprocessor {
 
     /// Resizes the model's crop of an upright image that is `full_size`
     /// at full resolution and `image` at 1/`denominator` of it.
-    fn resize_image(&self, image: &RgbImage, full_size: (u32, u32), denominator: u32, out: &mut [u8]) {
+    fn resize_image(
+        &self,
+        image: &RgbImage,
+        full_size: (u32, u32),
+        denominator: u32,
+        out: &mut [u8],
+    ) {
         let crop = geometry::model_crop(full_size.0, full_size.1, &self.input);
         resize::crop_resize_into(
             image,

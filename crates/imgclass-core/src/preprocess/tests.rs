@@ -167,13 +167,19 @@ fn the_scale_is_chosen_after_exif_orientation() {
     let upright = p
         .decode_for_model(&jpeg_with_orientation(&stored, 1))
         .unwrap();
-    assert_eq!((upright.width, upright.height, upright.scale_denominator), (1600, 800, 8));
+    assert_eq!(
+        (upright.width, upright.height, upright.scale_denominator),
+        (1600, 800, 8)
+    );
     assert_eq!(upright.image.dimensions(), (200, 100));
     // Rotated 90°: an 800×1600 portrait, whose crop for a wide input is 800×400.
     let rotated = p
         .decode_for_model(&jpeg_with_orientation(&stored, 6))
         .unwrap();
-    assert_eq!((rotated.width, rotated.height, rotated.scale_denominator), (800, 1600, 4));
+    assert_eq!(
+        (rotated.width, rotated.height, rotated.scale_denominator),
+        (800, 1600, 4)
+    );
     assert_eq!(rotated.image.dimensions(), (200, 400));
 }
 
@@ -193,7 +199,10 @@ fn scaled_decoding_rounds_odd_sizes_up_and_reports_the_full_size() {
     let mut out = vec![0f32; p.image_len()];
     let info = p.preprocess_into(&jpeg, &mut out).unwrap();
     assert_eq!(out, t.tensor);
-    assert_eq!((info.width, info.height, info.scale_denominator), (1001, 751, 2));
+    assert_eq!(
+        (info.width, info.height, info.scale_denominator),
+        (1001, 751, 2)
+    );
 }
 
 #[test]
@@ -233,7 +242,10 @@ fn scaled_decoding_agrees_with_full_decoding_then_resizing() {
             orig = g;
         }
         let diff = mean_abs_diff(&want, &orig);
-        assert!(diff < 3.0, "{what}: mean |Δ| {diff} from the original picture");
+        assert!(
+            diff < 3.0,
+            "{what}: mean |Δ| {diff} from the original picture"
+        );
     }
 }
 
@@ -244,7 +256,10 @@ fn full_jpeg_decoding_matches_the_image_crate() {
     let pic = picture(300, 200);
     let cmyk = cmyk_ink(&pic);
     for jpeg in [
-        encode(&DynamicImage::ImageRgb8(pic.clone()), image::ImageFormat::Jpeg),
+        encode(
+            &DynamicImage::ImageRgb8(pic.clone()),
+            image::ImageFormat::Jpeg,
+        ),
         jpeg_with(300, 200, &cmyk, jpeg_encoder::ColorType::Cmyk, true),
     ] {
         let (_, ours) = p.decode(&jpeg).unwrap();
@@ -399,7 +414,13 @@ fn truncated_jpeg_is_an_error_at_every_scale() {
     let p = Preprocessor::new(lite0(), DecodeLimits::default());
     let pic = picture(2048, 1536);
     for progressive in [false, true] {
-        let jpeg = jpeg_with(2048, 1536, pic.as_raw(), jpeg_encoder::ColorType::Rgb, progressive);
+        let jpeg = jpeg_with(
+            2048,
+            1536,
+            pic.as_raw(),
+            jpeg_encoder::ColorType::Rgb,
+            progressive,
+        );
         assert_eq!(p.decode_for_model(&jpeg).unwrap().scale_denominator, 4);
         for cut in [jpeg.len() / 2, jpeg.len() - 2] {
             for d in [1, 4] {
