@@ -87,7 +87,8 @@ pub enum ResizeFilter {
     /// PIL/torchvision's default for evaluation transforms.
     #[default]
     Bilinear,
-    /// Catmull-Rom cubic (TensorFlow's "bicubic").
+    /// Catmull-Rom cubic (a = −0.5, support 2): PIL's BICUBIC and
+    /// TensorFlow's "bicubic", EfficientNet's evaluation filter.
     Bicubic,
     Lanczos3,
 }

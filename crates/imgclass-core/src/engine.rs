@@ -70,6 +70,18 @@ pub trait Engine: Send + Sync {
     /// `batch * num_classes()` scores (logits, or probabilities when the model
     /// says so), image after image.
     fn infer(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError>;
+    /// Threads of the engine's latency session — one session that spreads
+    /// a single call over several cores — or 0 when it has none. A
+    /// scheduler picks it for a lone request on an otherwise idle machine
+    /// and the per-core sessions under load.
+    fn latency_threads(&self) -> usize {
+        0
+    }
+    /// Runs on the latency session (same contract as [`Engine::infer`]);
+    /// an engine without one runs [`Engine::infer`].
+    fn infer_latency(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
+        self.infer(input, batch)
+    }
     /// Human-readable description (threads, sessions, library version).
     fn describe(&self) -> String;
 }

@@ -13,7 +13,10 @@ pub use config::{InputLayout, ModelConfig, Normalization};
 pub use engine::{Engine, EngineError};
 pub use labels::Labels;
 pub use postprocess::{Prediction, softmax, top_k};
-pub use preprocess::{DecodeLimits, ImageError, ImageFormat, Preprocessed, Preprocessor};
+pub use preprocess::{
+    DecodeLimits, Decoded, ImageError, ImageFormat, ImageInfo, Preprocessed, Preprocessor,
+    StageTimings,
+};
 pub use repository::{LoadedModel, ModelRepository, ORT_VERSION, RepositoryError};
 
 /// CPUs this process may use: affinity mask and cgroup CPU quota included

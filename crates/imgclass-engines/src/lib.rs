@@ -80,6 +80,10 @@ pub struct EngineOptions {
     pub sessions: usize,
     /// Threads inside one session.
     pub intra_threads: usize,
+    /// Threads of an extra latency session that a lone request runs on
+    /// when every core is idle; 0 or 1: no latency session. ONNX Runtime
+    /// only (tract runs a call on one thread).
+    pub latency_threads: usize,
     /// The ONNX Runtime shared library; `None` looks in the model home.
     pub ort_library: Option<PathBuf>,
 }
@@ -87,11 +91,26 @@ pub struct EngineOptions {
 impl EngineOptions {
     /// Defaults measured on a 2-core machine: one single-threaded session
     /// per usable CPU gives the best throughput for both engines (two
-    /// 1-thread ORT sessions ≈ 200 img/s versus ≈ 180 for one 2-thread one).
+    /// 1-thread ORT sessions ≈ 200 img/s versus ≈ 180 for one 2-thread
+    /// one), and one session over all CPUs the best latency for a lone
+    /// request.
     pub fn for_cpus(cpus: usize) -> Self {
+        let cpus = cpus.max(1);
         EngineOptions {
-            sessions: cpus.max(1),
+            sessions: cpus,
             intra_threads: 1,
+            latency_threads: if cpus > 1 { cpus } else { 0 },
+            ort_library: None,
+        }
+    }
+
+    /// `sessions` sessions of `intra_threads` threads and no latency
+    /// session: one kind of call only.
+    pub fn fixed(sessions: usize, intra_threads: usize) -> Self {
+        EngineOptions {
+            sessions: sessions.max(1),
+            intra_threads: intra_threads.max(1),
+            latency_threads: 0,
             ort_library: None,
         }
     }

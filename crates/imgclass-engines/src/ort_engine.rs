@@ -55,13 +55,16 @@ struct OrtSession {
 }
 
 /// ONNX Runtime engine: `sessions` independent sessions, each with
-/// `intra_threads` threads.
+/// `intra_threads` threads, and optionally one latency session over
+/// `latency_threads` threads.
 pub struct OrtEngine {
     pool: Pool<OrtSession>,
     dims: [usize; 3],
     image_len: usize,
     classes: usize,
     intra_threads: usize,
+    /// The latency session and its thread count.
+    latency: Option<(std::sync::Mutex<OrtSession>, usize)>,
 }
 
 impl OrtEngine {
@@ -72,55 +75,74 @@ impl OrtEngine {
     ) -> Result<Self, EngineError> {
         let env = environment(lib)?;
         let cfg = &model.config;
-        let onnx = model.onnx_path();
-        let fail = |e: ort::Error| EngineError::Load {
-            what: format!("model {}", onnx.display()),
-            reason: e.to_string(),
+        let open = |threads: usize| open_session(env, model, threads);
+        let sessions = (0..options.sessions.max(1))
+            .map(|_| open(options.intra_threads.max(1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let latency = match options.latency_threads {
+            0 | 1 => None,
+            threads => Some((std::sync::Mutex::new(open(threads)?), threads)),
         };
-        let mut sessions = Vec::with_capacity(options.sessions.max(1));
-        for _ in 0..options.sessions.max(1) {
-            let session = Session::builder(env)
-                .map_err(fail)?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(|e| fail(e.into()))?
-                .with_intra_threads(options.intra_threads.max(1))
-                .map_err(|e| fail(e.into()))?
-                .with_inter_threads(1)
-                .map_err(|e| fail(e.into()))?
-                .commit_from_file(&onnx)
-                .map_err(fail)?;
-            let input_name = pick(
-                &session
-                    .inputs()
-                    .iter()
-                    .map(|o| o.name().to_string())
-                    .collect::<Vec<_>>(),
-                cfg.input.name.as_deref(),
-                "input",
-            )?;
-            let output_name = pick(
-                &session
-                    .outputs()
-                    .iter()
-                    .map(|o| o.name().to_string())
-                    .collect::<Vec<_>>(),
-                cfg.output.name.as_deref(),
-                "output",
-            )?;
-            sessions.push(OrtSession {
-                session,
-                input_name,
-                output_name,
-            });
-        }
         Ok(OrtEngine {
             pool: Pool::new(sessions),
             dims: cfg.input.dims(),
             image_len: cfg.image_len(),
             classes: cfg.output.classes,
             intra_threads: options.intra_threads.max(1),
+            latency,
         })
     }
+}
+
+/// One session of `model` with `threads` intra-op threads. Idle threads
+/// sleep instead of spinning: a spinning pool burns the cores the other
+/// sessions (and the image decoders) need between calls.
+fn open_session(
+    env: &ort::environment::Environment,
+    model: &LoadedModel,
+    threads: usize,
+) -> Result<OrtSession, EngineError> {
+    let cfg = &model.config;
+    let onnx = model.onnx_path();
+    let fail = |e: ort::Error| EngineError::Load {
+        what: format!("model {}", onnx.display()),
+        reason: e.to_string(),
+    };
+    let session = Session::builder(env)
+        .map_err(fail)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| fail(e.into()))?
+        .with_intra_threads(threads)
+        .map_err(|e| fail(e.into()))?
+        .with_intra_op_spinning(false)
+        .map_err(|e| fail(e.into()))?
+        .with_inter_threads(1)
+        .map_err(|e| fail(e.into()))?
+        .commit_from_file(&onnx)
+        .map_err(fail)?;
+    let input_name = pick(
+        &session
+            .inputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect::<Vec<_>>(),
+        cfg.input.name.as_deref(),
+        "input",
+    )?;
+    let output_name = pick(
+        &session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect::<Vec<_>>(),
+        cfg.output.name.as_deref(),
+        "output",
+    )?;
+    Ok(OrtSession {
+        session,
+        input_name,
+        output_name,
+    })
 }
 
 /// The tensor named in `model.toml`, or the model's only/first one.
@@ -155,35 +177,62 @@ impl Engine for OrtEngine {
         self.intra_threads
     }
     fn describe(&self) -> String {
+        let latency = match self.latency_threads() {
+            0 => String::new(),
+            n => format!(" + a {n}-thread latency session"),
+        };
         format!(
-            "ONNX Runtime {ORT_VERSION}, {} session(s) x {} thread(s)",
+            "ONNX Runtime {ORT_VERSION}, {} session(s) x {} thread(s){latency}",
             self.pool.len(),
             self.intra_threads
         )
     }
 
     fn infer(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
+        self.pool.with(|s| self.run(s, input, batch))
+    }
+
+    fn latency_threads(&self) -> usize {
+        self.latency.as_ref().map_or(0, |(_, threads)| *threads)
+    }
+
+    fn infer_latency(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
+        match &self.latency {
+            Some((session, _)) => {
+                let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+                self.run(&mut s, input, batch)
+            }
+            None => self.infer(input, batch),
+        }
+    }
+}
+
+impl OrtEngine {
+    fn run(
+        &self,
+        s: &mut OrtSession,
+        input: &[f32],
+        batch: usize,
+    ) -> Result<Vec<f32>, EngineError> {
         check_input(input, batch, self.image_len)?;
         let shape = [batch, self.dims[0], self.dims[1], self.dims[2]];
         let run_err = |e: ort::Error| EngineError::Run(e.to_string());
         // A view over the caller's buffer: no copy of the batch on the hot path.
         let tensor = TensorRef::from_array_view((shape, input)).map_err(run_err)?;
-        self.pool.with(|s| {
-            let outputs = s
-                .session
-                .run(ort::inputs![s.input_name.as_str() => tensor])
-                .map_err(run_err)?;
-            let (_, data) = outputs[s.output_name.as_str()]
-                .try_extract_tensor::<f32>()
-                .map_err(run_err)?;
-            if data.len() != batch * self.classes {
-                return Err(EngineError::Run(format!(
-                    "model returned {} values for {batch} images of {} classes",
-                    data.len(),
-                    self.classes
-                )));
-            }
-            Ok(data.to_vec())
-        })
+        let outputs = s
+            .session
+            .run(ort::inputs![s.input_name.as_str() => tensor])
+            .map_err(run_err)?;
+        let (_, data) = outputs[s.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(run_err)?;
+        if data.len() != batch * self.classes {
+            return Err(EngineError::Run(format!(
+                "model returned {} values for {batch} images of {} classes",
+                data.len(),
+                self.classes
+            )));
+        }
+        Ok(data.to_vec())
     }
 }

@@ -191,11 +191,34 @@ pub fn is_present(home: &Path) -> bool {
     model_ok && runtime_ok
 }
 
+/// The default model's folder is managed by imgclass: when its
+/// `model.toml` is not the configuration this version ships (an older
+/// imgclass wrote it, e.g. with the bilinear filter before bicubic became
+/// the default), it is replaced — atomically, the weights stay. Returns
+/// whether it was. To customise the default model, copy its folder under
+/// another name.
+pub fn refresh_default_config(home: &Path) -> Result<bool, FetchError> {
+    let path = home.join(DEFAULT_MODEL).join("model.toml");
+    let current = default_model_config();
+    if ModelConfig::load(&path).is_ok_and(|c| c == current) {
+        return Ok(false);
+    }
+    let tmp = path.with_extension(format!("toml.{}.tmp", std::process::id()));
+    write_synced(&tmp, current.to_toml().as_bytes())?;
+    fs::rename(&tmp, &path).map_err(io(format!("cannot replace {}", path.display())))?;
+    tracing::info!(path = %path.display(), "the default model's configuration was out of date; rewritten");
+    Ok(true)
+}
+
 /// Makes sure model `name` can be loaded from `home`: the default model is
 /// fetched and converted on first use; other models must already be there.
 /// Returns the fetch report when a fetch happened.
 pub fn ensure_model(home: &Path, name: &str) -> Result<Option<FetchReport>, FetchError> {
-    if name != DEFAULT_MODEL || is_present(home) {
+    if name != DEFAULT_MODEL {
+        return Ok(None);
+    }
+    if is_present(home) {
+        refresh_default_config(home)?;
         return Ok(None);
     }
     tracing::info!(home = %home.display(), "default model not found; fetching it (first use)");
@@ -217,6 +240,7 @@ pub fn fetch_default_model(options: &FetchOptions) -> Result<FetchReport, FetchE
         ..FetchReport::default()
     };
     if !options.force && is_present(home) {
+        refresh_default_config(home)?;
         report.already_present = true;
         report.runtime = runtime_wheel().map(|_| runtime_library(home));
         report.total_time = start.elapsed();
@@ -317,7 +341,7 @@ pub fn default_model_config() -> ModelConfig {
             height: 224,
             layout: InputLayout::Nchw,
             crop_fraction: 0.875,
-            resize_filter: ResizeFilter::Bilinear,
+            resize_filter: ResizeFilter::Bicubic,
             normalization: Normalization::ScaleOffset {
                 scale: 1.0 / 128.0,
                 offset: -127.0 / 128.0,
@@ -588,6 +612,21 @@ fn install_dir(stage: &Path, target: &Path) -> Result<(), FetchError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_out_of_date_default_config_is_rewritten_once() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join(DEFAULT_MODEL);
+        fs::create_dir(&dir).unwrap();
+        let mut old = super::default_model_config();
+        old.input.resize_filter = ResizeFilter::Bilinear;
+        fs::write(dir.join("model.toml"), old.to_toml()).unwrap();
+        assert!(super::refresh_default_config(home.path()).unwrap());
+        let now = ModelConfig::load(&dir.join("model.toml")).unwrap();
+        assert_eq!(now, super::default_model_config());
+        assert!(!super::refresh_default_config(home.path()).unwrap());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+    }
+
     use super::*;
 
     #[test]

@@ -7,7 +7,11 @@
 //! - One worker thread per engine session (`Engine::sessions`), because that
 //!   is how many calls the engine runs truly in parallel; more threads would
 //!   only wait on the engine's session locks.
-//! - A worker takes one image (blocking), takes its cores from the
+//! - Latency when idle, throughput when busy: a worker that takes an image
+//!   while nothing else is queued and no engine call runs anywhere in the
+//!   process runs it on the engine's latency session (every core for one
+//!   call, `Engine::latency_threads`) if the engine has one.
+//! - Otherwise a worker takes its cores from the
 //!   process-wide [`CpuGate`], then whatever else is queued up to
 //!   `max_batch_size`, waiting at most `max_batch_delay` for more. With the
 //!   default delay of zero, batching adds no latency at low load and
@@ -188,10 +192,13 @@ impl Worker {
         let max_batch = self.config.max_batch_size.max(1);
         let mut input: Vec<f32> = Vec::new();
         while let Ok(first) = self.rx.recv() {
-            let cores = self.gate.acquire(threads);
+            let (cores, latency) = match self.latency_cores() {
+                Some(cores) => (cores, true),
+                None => (self.gate.acquire(threads), false),
+            };
             let mut jobs = vec![first];
             let fill_until = Instant::now() + self.config.max_batch_delay;
-            while jobs.len() < max_batch {
+            while !latency && jobs.len() < max_batch {
                 let next = if self.config.max_batch_delay.is_zero() {
                     self.rx.try_recv().ok()
                 } else {
@@ -219,7 +226,11 @@ impl Worker {
             };
             let start = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.engine.infer(batch, n)
+                if latency {
+                    self.engine.infer_latency(batch, n)
+                } else {
+                    self.engine.infer(batch, n)
+                }
             }));
             let inference_time = start.elapsed();
             drop(cores);
@@ -254,6 +265,19 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Every core of the gate, for the engine's latency session, when this
+    /// image is alone: nothing else queued and no engine call running
+    /// anywhere in the process. Under load the queue is never empty or a
+    /// core is busy, so calls go to the per-core sessions and throughput
+    /// stays what they give.
+    fn latency_cores(&self) -> Option<crate::gate::Cores<'_>> {
+        let threads = self.engine.latency_threads();
+        if threads < 2 || threads > self.gate.cores() || !self.rx.is_empty() {
+            return None;
+        }
+        self.gate.try_acquire(threads)
     }
 
     /// The jobs still worth running: gone clients and passed deadlines are
@@ -387,6 +411,41 @@ pub(crate) mod tests {
         assert_eq!(s.batch_size, 1, "only the live image reached the engine");
         assert_eq!(engine.calls.load(Ordering::SeqCst), 2);
         assert_eq!(observer.dropped.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_lone_image_runs_on_the_latency_session_a_crowd_on_the_others() {
+        let engine = FakeEngine::with_latency(Duration::from_millis(20), 2, 2);
+        let b = Batcher::start(
+            "test",
+            engine.clone(),
+            Arc::new(CpuGate::new(2)),
+            config(1, 64, 2),
+            Arc::new(CountingObserver::default()),
+        );
+        // One at a time: every call is a latency call.
+        for _ in 0..3 {
+            b.submit(vec![0.0; 4], far())
+                .unwrap()
+                .blocking_recv()
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(engine.latency_calls.load(Ordering::SeqCst), 3);
+        // Twenty at once: the queue is never empty until the end, so at
+        // most the last ones find the machine idle; two calls run at once.
+        let rx: Vec<_> = (0..20)
+            .map(|_| b.submit(vec![0.0; 4], far()).unwrap())
+            .collect();
+        for r in rx {
+            r.blocking_recv().unwrap().unwrap();
+        }
+        let latency = engine.latency_calls.load(Ordering::SeqCst) - 3;
+        assert!(
+            latency <= 2,
+            "{latency} of 20 queued images ran on the latency session"
+        );
+        assert_eq!(engine.running.peak(), 2);
     }
 
     #[test]

@@ -44,6 +44,17 @@ impl CpuGate {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Takes `n` cores if they are free now; never waits.
+    pub fn try_acquire(&self, n: usize) -> Option<Cores<'_>> {
+        let n = n.clamp(1, self.cores);
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if *busy + n > self.cores {
+            return None;
+        }
+        *busy += n;
+        Some(Cores { gate: self, n })
+    }
+
     /// Waits until `n` cores (at most all of them) are free and takes them.
     pub fn acquire(&self, n: usize) -> Cores<'_> {
         let n = n.clamp(1, self.cores);
@@ -94,6 +105,11 @@ mod tests {
         });
         assert_eq!(peak.load(Ordering::SeqCst), 2);
         assert_eq!(gate.busy(), 0);
+        // Without waiting: only when free.
+        let one = gate.try_acquire(1).expect("all free");
+        assert!(gate.try_acquire(2).is_none());
+        drop(one);
+        assert!(gate.try_acquire(2).is_some());
         // Asking for more than there is takes everything instead of waiting forever.
         let all = gate.acquire(5);
         assert_eq!(gate.busy(), 2);

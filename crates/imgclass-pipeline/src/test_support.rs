@@ -30,6 +30,9 @@ pub struct FakeEngine {
     pub batches: Mutex<Vec<usize>>,
     pub calls: AtomicUsize,
     pub running: Arc<Running>,
+    /// Threads of a latency session (0: none) and the calls it ran.
+    pub latency_threads: usize,
+    pub latency_calls: AtomicUsize,
 }
 
 impl FakeEngine {
@@ -44,6 +47,21 @@ impl FakeEngine {
             batches: Mutex::new(Vec::new()),
             calls: AtomicUsize::new(0),
             running,
+            latency_threads: 0,
+            latency_calls: AtomicUsize::new(0),
+        })
+    }
+
+    /// Like [`FakeEngine::new`], with a latency session of `threads`.
+    pub fn with_latency(delay: Duration, sessions: usize, threads: usize) -> Arc<Self> {
+        Arc::new(FakeEngine {
+            delay,
+            sessions,
+            batches: Mutex::new(Vec::new()),
+            calls: AtomicUsize::new(0),
+            running: Arc::new(Running::default()),
+            latency_threads: threads,
+            latency_calls: AtomicUsize::new(0),
         })
     }
 }
@@ -77,6 +95,13 @@ impl Engine for FakeEngine {
                 s
             })
             .collect())
+    }
+    fn latency_threads(&self) -> usize {
+        self.latency_threads
+    }
+    fn infer_latency(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError> {
+        self.latency_calls.fetch_add(1, Ordering::SeqCst);
+        self.infer(input, batch)
     }
     fn describe(&self) -> String {
         "fake".into()

@@ -29,11 +29,7 @@ impl ModelLoader for SlowSecondLoader {
         if name == ALT_MODEL {
             std::thread::sleep(self.delay);
         }
-        let options = EngineOptions {
-            sessions: 1,
-            intra_threads: 1,
-            ort_library: None,
-        };
+        let options = EngineOptions::fixed(1, 1);
         Ok(imgclass_engines::load(
             two_model_home(),
             name,

@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 use imgclass_core::ModelRepository;
 use imgclass_model::fetch::{PinnedWheel, obtain_wheel, read_member};
 
+pub mod derived;
+
 const SKIMAGE: PinnedWheel = PinnedWheel {
     package: "scikit-image",
     version: "0.26.0",
@@ -223,6 +225,12 @@ pub fn reencode(name: &str, format: image::ImageFormat, rgba: bool) -> Vec<u8> {
     out.into_inner()
 }
 
+/// The default model's input description (size, crop, filter,
+/// normalisation), as `imgclass model fetch` writes it.
+pub fn default_model_input() -> imgclass_core::config::InputConfig {
+    imgclass_model::fetch::default_model_config().input
+}
+
 /// A model home with the real default model (and ONNX Runtime), fetched and
 /// converted once. `$IMGCLASS_TEST_HOME` overrides; the default is the
 /// user's model home, so a developer's `imgclass model fetch` is reused.
@@ -334,6 +342,40 @@ pub fn bomb_png(width: u32, height: u32) -> Vec<u8> {
     png.extend(&ihdr);
     png.extend(crc32(&ihdr).to_be_bytes());
     png
+}
+
+/// A real 16×16 JPEG whose frame header (SOF) is patched to claim
+/// `width`×`height`: every marker is valid, the data is far too short.
+pub fn bomb_jpeg(width: u16, height: u16) -> Vec<u8> {
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::new(16, 16));
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .expect("encode");
+    let mut jpeg = jpeg.into_inner();
+    let sof = jpeg
+        .windows(2)
+        .position(|m| m == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    // FF C0, length (2), precision (1), height (2), width (2).
+    jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    jpeg
+}
+
+/// A BMP file header and BITMAPINFOHEADER claiming `width`×`height` 24-bit
+/// pixels (negative height: top-down), and no pixels.
+pub fn bomb_bmp(width: i32, height: i32) -> Vec<u8> {
+    let mut b = b"BM".to_vec();
+    b.extend(54u32.to_le_bytes()); // file size (a lie, as in any bomb)
+    b.extend([0; 4]);
+    b.extend(54u32.to_le_bytes()); // pixel data offset
+    b.extend(40u32.to_le_bytes()); // BITMAPINFOHEADER
+    b.extend(width.to_le_bytes());
+    b.extend(height.to_le_bytes());
+    b.extend(1u16.to_le_bytes()); // planes
+    b.extend(24u16.to_le_bytes()); // bits per pixel
+    b.extend([0; 24]); // no compression, sizes and palette counts
+    b
 }
 
 fn crc32(data: &[u8]) -> u32 {

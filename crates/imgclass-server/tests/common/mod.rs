@@ -38,11 +38,7 @@ pub fn real_model() -> (LoadedModel, Arc<dyn Engine>) {
         .get_or_init(|| {
             init_logging();
             let home = imgclass_testkit::model_home();
-            let options = EngineOptions {
-                sessions: 2,
-                intra_threads: 1,
-                ort_library: None,
-            };
+            let options = EngineOptions::for_cpus(2);
             imgclass_engines::load(
                 home,
                 imgclass_core::DEFAULT_MODEL,

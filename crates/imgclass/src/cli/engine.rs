@@ -21,6 +21,12 @@ pub struct EngineArgs {
     /// Threads inside each session.
     #[arg(long, env = "IMGCLASS_THREADS", default_value_t = 1)]
     pub threads: usize,
+    /// Threads of the latency session: a lone request on an idle machine runs
+    /// on one session over this many cores, queued requests on the per-core
+    /// sessions (0 or 1: no latency session; default: the CPUs this process
+    /// may use, when more than one). ONNX Runtime only.
+    #[arg(long, env = "IMGCLASS_LATENCY_THREADS")]
+    pub latency_threads: Option<usize>,
     /// ONNX Runtime shared library (default: the one `model fetch` installed).
     #[arg(long, env = "IMGCLASS_ORT_LIB")]
     pub ort_lib: Option<PathBuf>,
@@ -34,6 +40,9 @@ impl EngineArgs {
             options.sessions = s.max(1);
         }
         options.intra_threads = self.threads.max(1);
+        if let Some(t) = self.latency_threads {
+            options.latency_threads = t;
+        }
         options.ort_library = self.ort_lib.clone();
         options
     }
