@@ -23,6 +23,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod pool;
+mod process_metrics;
 mod routes;
 mod shutdown;
 mod state;

@@ -334,6 +334,7 @@ impl Metrics {
                 escape(engine)
             );
         }
+        crate::process_metrics::render(&mut out);
         out
     }
 

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use imgclass_testkit as kit;
+use imgclass_testkit::eventually;
 use serde_json::Value;
 
 // ---------------------------------------------------------------- tools --
@@ -304,19 +305,8 @@ fn classify(port: u16, name: &str, bytes: &[u8], request_id: &str) -> std::io::R
 /// One `imgclass serve` replica on a loopback port.
 fn start_replica(dir: &Path, name: &str, images: &Path) -> (Proc, u16) {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgclass"));
-    cmd.args(["serve", "--host", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .arg("--images-dir")
-        .arg(images)
-        .args(["--shutdown-grace", "20s"])
-        .env("IMGCLASS_HOME", kit::model_home())
-        // Three replicas on two cores: one engine session, one decoder each.
-        .env("IMGCLASS_SESSIONS", "1")
-        .env("IMGCLASS_PREPROCESS_THREADS", "1")
-        .env("IMGCLASS_LOG_FORMAT", "text")
-        .env_remove("IMGCLASS_API_KEY")
-        .env_remove("IMGCLASS_NO_STORE")
+    let mut cmd = kit::replica_command(Path::new(env!("CARGO_BIN_EXE_imgclass")), port, images);
+    cmd.args(["--shutdown-grace", "20s"])
         .env("RUST_LOG", "info");
     let log = dir.join(format!("{name}.log"));
     let proc = Proc::spawn(cmd, name, &dir.join(format!("{name}.out")), &log);
@@ -337,23 +327,6 @@ fn wait_ready(proc: &mut Proc, port: u16, path: &str, within: Duration) {
             )),
         }
     })
-}
-
-/// Calls `probe` every `every` until it succeeds; after `within`, fails
-/// the test with the last reason it gave.
-fn eventually<T>(
-    within: Duration,
-    every: Duration,
-    mut probe: impl FnMut() -> Result<T, String>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(reason) => assert!(start.elapsed() < within, "{reason}"),
-        }
-        std::thread::sleep(every);
-    }
 }
 
 /// An nginx prefix: `conf/` with the shipped nginx.conf and the given
