@@ -697,7 +697,7 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
             .collect();
         assert_eq!(
             instances,
-            replicas.iter().map(String::as_str).collect(),
+            replicas.iter().map(String::as_str).collect::<BTreeSet<&str>>(),
             "{name}"
         );
         if name == "kubernetes" {
