@@ -7,9 +7,26 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Kubernetes versions the manifests must be valid for: the oldest with
-/// the preStop `sleep` action on by default, and the newest known.
-pub const K8S_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
+/// Kubernetes versions the base and overlays/local must be valid for: the
+/// oldest with the preStop `sleep` action on by default, and the newest known.
+pub const K8S_VERSIONS: &[&str] = &["1.30.0", "1.37.0"];
+
+/// What overlays/local-1.20 must be valid for (deploy/e2e-k8s.sh runs it on
+/// 1.20; 1.21 and 1.22 still serve the beta APIs it uses).
+pub const K8S_LEGACY_VERSIONS: &[&str] = &["1.20.0", "1.22.0"];
+
+/// kubernetes-validate's last release with schemas older than 1.25, in a
+/// folder of its own (`pip install --target`) beside the current one:
+/// `$IMGCLASS_KUBERNETES_VALIDATE_LEGACY`, default
+/// ~/.cache/imgclass/kubernetes-validate-1.28.3 (scripts/install-deps.sh).
+pub fn legacy_validator() -> PathBuf {
+    std::env::var_os("IMGCLASS_KUBERNETES_VALIDATE_LEGACY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/imgclass/kubernetes-validate-1.28.3")
+        })
+}
 
 /// An executable of that name on PATH.
 pub fn on_path(name: &str) -> Option<PathBuf> {
@@ -68,32 +85,50 @@ pub fn render(dir: &Path) -> Result<String, String> {
 /// `kubernetes-validate --strict` on rendered YAML, for every version in
 /// K8S_VERSIONS: Ok, or the validator's complaints.
 pub fn validate(yaml: &str) -> Result<(), String> {
+    validate_for(yaml, K8S_VERSIONS, None)
+}
+
+/// `kubernetes-validate --strict` for each of `versions`, with the validator
+/// found in `pythonpath` if given. An object whose kind and apiVersion the
+/// version has no schema for (which the validator only warns about) fails.
+pub fn validate_for(yaml: &str, versions: &[&str], pythonpath: Option<&Path>) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, yaml).unwrap();
     let mut problems = String::new();
-    for version in K8S_VERSIONS {
-        let out = run(Command::new(python())
-            .args([
-                "-m",
-                "kubernetes_validate",
-                "--strict",
-                "--quiet",
-                "-k",
-                version,
-            ])
-            .arg(&file));
+    for version in versions {
+        let mut cmd = Command::new(python());
+        cmd.args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--quiet",
+            "-k",
+            version,
+        ])
+        .arg(&file);
+        if let Some(path) = pythonpath {
+            assert!(
+                path.join("kubernetes_validate").is_dir(),
+                "no kubernetes-validate in {}: pip install --no-deps --target {} kubernetes-validate==1.28.3 \
+                 (scripts/install-deps.sh)",
+                path.display(),
+                path.display()
+            );
+            cmd.env("PYTHONPATH", path);
+        }
+        let out = run(&mut cmd);
+        let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !stderr.contains("No module named kubernetes_validate"),
             "PyPI's kubernetes-validate is required: pip install kubernetes-validate==1.37.0 ({stderr})"
         );
-        if !out.status.success() {
-            problems.push_str(&format!(
-                "[{version}] {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                stderr
-            ));
+        if !out.status.success()
+            || stdout.contains("Couldn't find schema")
+            || stderr.contains("Couldn't find schema")
+        {
+            problems.push_str(&format!("[{version}] {stdout}{stderr}"));
         }
     }
     if problems.is_empty() {

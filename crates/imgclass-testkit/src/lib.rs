@@ -234,6 +234,63 @@ pub fn model_home() -> &'static Path {
     })
 }
 
+/// Name of the second model of [`two_model_home`].
+pub const ALT_MODEL: &str = "efficientnet-lite0-alt";
+/// What every label of [`ALT_MODEL`] starts with.
+pub const ALT_PREFIX: &str = "ALT ";
+
+/// A model home with two models: the real default model, and
+/// [`ALT_MODEL`], the same ONNX file under another name whose labels all
+/// start with [`ALT_PREFIX`], so a test can tell which model answered.
+/// The runtime and the default model are links into [`model_home`].
+pub fn two_model_home() -> &'static Path {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let source = model_home();
+        let default = imgclass_core::DEFAULT_MODEL;
+        let dir = cache_root().join(format!("two-models-{}", hex_of(source)));
+        once_dir(&dir, |stage| {
+            std::os::unix::fs::symlink(source.join("runtime"), stage.join("runtime"))
+                .expect("link the runtime");
+            std::os::unix::fs::symlink(source.join(default), stage.join(default))
+                .expect("link the default model");
+            let model = ModelRepository::new(source)
+                .load(default)
+                .expect("the default model loads");
+            let alt = stage.join(ALT_MODEL);
+            fs::create_dir(&alt).expect("create the second model folder");
+            std::os::unix::fs::symlink(model.onnx_path(), alt.join(&model.config.onnx))
+                .expect("link the ONNX file");
+            let labels =
+                fs::read_to_string(model.dir.join(&model.config.labels)).expect("read the labels");
+            let renamed: String = labels
+                .lines()
+                .map(|l| format!("{ALT_PREFIX}{l}\n"))
+                .collect();
+            fs::write(alt.join(&model.config.labels), renamed).expect("write the labels");
+            let mut config = model.config.clone();
+            config.name = ALT_MODEL.to_string();
+            config.description =
+                format!("{default} with every label prefixed {ALT_PREFIX:?} (tests)");
+            fs::write(
+                alt.join(imgclass_core::repository::MODEL_TOML),
+                config.to_toml(),
+            )
+            .expect("write model.toml");
+        });
+        dir
+    })
+}
+
+/// A short stable tag of a path, so caches made from different model homes
+/// do not collide.
+fn hex_of(path: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
 /// The reference input of DESIGN.md: `x[c,h,w] = ((((h·224+w)·(c+1)) mod 255) − 127)/128`, NCHW.
 pub fn reference_input() -> Vec<f32> {
     let mut x = vec![0f32; 3 * 224 * 224];
@@ -324,8 +381,18 @@ pub fn eventually<T>(
 /// (one engine session, one decoder each), plain-text logs, no API key.
 /// `bin` is the imgclass binary (`env!("CARGO_BIN_EXE_imgclass")`).
 pub fn replica_command(bin: &Path, port: u16, images: &Path) -> std::process::Command {
+    replica_command_at(bin, "127.0.0.1", port, images)
+}
+
+/// [`replica_command`] listening on `host` (a loopback address).
+pub fn replica_command_at(
+    bin: &Path,
+    host: &str,
+    port: u16,
+    images: &Path,
+) -> std::process::Command {
     let mut cmd = std::process::Command::new(bin);
-    cmd.args(["serve", "--host", "127.0.0.1", "--port"])
+    cmd.args(["serve", "--host", host, "--port"])
         .arg(port.to_string())
         .arg("--images-dir")
         .arg(images)
@@ -336,4 +403,5 @@ pub fn replica_command(bin: &Path, port: u16, images: &Path) -> std::process::Co
         .env_remove("IMGCLASS_API_KEY")
         .env_remove("IMGCLASS_NO_STORE");
     cmd
+}
 }
