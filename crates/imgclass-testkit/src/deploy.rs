@@ -36,6 +36,60 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The repository's root (this crate is `crates/imgclass-testkit`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A tool a test cannot do without: named by `env`, else found on PATH
+/// (plus the sbin folders a non-root PATH may lack), else the test fails
+/// here saying how to install it.
+pub fn require_tool(name: &str, env: &str, install: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is required by this test and was not found on PATH or in /usr/sbin: {install} (or set {env})")
+        })
+}
+
+/// Debian's nginx (or `$IMGCLASS_NGINX`).
+pub fn nginx_bin() -> PathBuf {
+    require_tool(
+        "nginx",
+        "IMGCLASS_NGINX",
+        "install Debian's `nginx` package (scripts/install-deps.sh)",
+    )
+}
+
+/// An nginx prefix in `root/gateway`: `conf/` with the shipped
+/// deploy/nginx/nginx.conf and the given includes, `web/` with the page.
+/// World-readable, so that nginx's workers (`nobody` when the test runs as
+/// root) can read it. Run it with `nginx -p PREFIX/ -c conf/nginx.conf`.
+pub fn nginx_prefix(root: &Path, upstream_conf: &str, listen_conf: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let prefix = root.join("gateway");
+    std::fs::create_dir_all(prefix.join("conf")).unwrap();
+    std::fs::copy(
+        repo_root().join("deploy/nginx/nginx.conf"),
+        prefix.join("conf/nginx.conf"),
+    )
+    .unwrap();
+    std::fs::write(prefix.join("conf/upstream.conf"), upstream_conf).unwrap();
+    std::fs::write(prefix.join("conf/listen.conf"), listen_conf).unwrap();
+    crate::copy_tree(&repo_root().join("web"), &prefix.join("web"));
+    for dir in [root, prefix.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    prefix
+}
+
 /// Runs `cmd` to completion, capturing its output.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()

@@ -404,4 +404,3 @@ pub fn replica_command_at(
         .env_remove("IMGCLASS_NO_STORE");
     cmd
 }
-}

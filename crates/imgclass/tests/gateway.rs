@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use imgclass_testkit as kit;
+use imgclass_testkit::deploy::{nginx_bin, nginx_prefix, require_tool};
 use imgclass_testkit::eventually;
 use serde_json::Value;
 
@@ -25,31 +26,6 @@ use serde_json::Value;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A tool the test cannot do without: found on PATH (plus the sbin folders
-/// a non-root PATH may lack) or named by `env`, else the test fails here.
-fn require_tool(name: &str, env: &str, install: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env) {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` is required by this test and was not found on PATH or in /usr/sbin: {install} (or set {env})")
-        })
-}
-
-fn nginx_bin() -> PathBuf {
-    require_tool(
-        "nginx",
-        "IMGCLASS_NGINX",
-        "install Debian's `nginx` package (scripts/install-deps.sh)",
-    )
 }
 
 /// The heavy tests run one at a time: they share two cores.
@@ -348,27 +324,6 @@ fn wait_ready_at(proc: &mut Proc, host: &str, port: u16, path: &str, within: Dur
             )),
         }
     })
-}
-
-/// An nginx prefix: `conf/` with the shipped nginx.conf and the given
-/// includes, `web/` with the page. World-readable, so that nginx's workers
-/// (`nobody` when the test runs as root) can read it.
-fn nginx_prefix(root: &Path, upstream_conf: &str, listen_conf: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let prefix = root.join("gateway");
-    std::fs::create_dir_all(prefix.join("conf")).unwrap();
-    std::fs::copy(
-        repo().join("deploy/nginx/nginx.conf"),
-        prefix.join("conf/nginx.conf"),
-    )
-    .unwrap();
-    std::fs::write(prefix.join("conf/upstream.conf"), upstream_conf).unwrap();
-    std::fs::write(prefix.join("conf/listen.conf"), listen_conf).unwrap();
-    imgclass_testkit::copy_tree(&repo().join("web"), &prefix.join("web"));
-    for dir in [root, prefix.as_path()] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    prefix
 }
 
 struct Gateway {
