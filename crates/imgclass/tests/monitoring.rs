@@ -1086,6 +1086,11 @@ fn compose_file_with_monitoring_validates_and_agrees_with_the_shipped_files() {
     );
     assert_eq!(datasource["datasources"][0]["type"], "prometheus");
     assert!(command.contains("--web.listen-address=:9090"), "{command}");
+    // The replicas read the page's deployment-wide figures from it too.
+    assert_eq!(
+        ml["environment"]["IMGCLASS_PROMETHEUS_URL"],
+        "http://prometheus:9090"
+    );
     let provider = yaml_file(&shipped("deploy/grafana/provisioning/dashboards/imgclass.yml"));
     assert_eq!(
         provider["providers"][0]["options"]["path"],
@@ -1209,6 +1214,14 @@ fn kubernetes_monitoring_component_renders_and_passes_strict_validation() {
             .unwrap()
             .iter()
             .any(|m| m["mountPath"] == "/etc/grafana/dashboards")
+    );
+    // The replicas read the page's deployment-wide figures from it.
+    assert_eq!(
+        objs["ConfigMap/ml-config"]["data"]["IMGCLASS_PROMETHEUS_URL"],
+        format!(
+            "http://prometheus:{}",
+            objs["Service/prometheus"]["spec"]["ports"][0]["port"]
+        )
     );
     // The ml pods still ask to be scraped, as the scrape configuration expects.
     let ml = &objs["Deployment/ml"]["spec"]["template"]["metadata"]["annotations"];
