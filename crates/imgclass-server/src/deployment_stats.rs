@@ -82,7 +82,8 @@ impl Figures {
     }
 
     fn count(&self, figure: &str) -> u64 {
-        self.get(figure, "").map_or(0, |v| v.max(0.0).round() as u64)
+        self.get(figure, "")
+            .map_or(0, |v| v.max(0.0).round() as u64)
     }
 
     fn percentiles(&self, model: &str) -> Percentiles {
@@ -146,7 +147,10 @@ fn deployment_query(selector: &str) -> String {
             "queue",
             format!("sum by (model) (imgclass_queue_depth{{{s}}})"),
         ),
-        ("in_flight", format!("sum(imgclass_requests_in_flight{{{s}}})")),
+        (
+            "in_flight",
+            format!("sum(imgclass_requests_in_flight{{{s}}})"),
+        ),
         ("batches", format!("sum(imgclass_batch_size_count{{{s}}})")),
         (
             "batches",
@@ -160,7 +164,10 @@ fn deployment_query(selector: &str) -> String {
             "batched_images",
             format!("sum by (model) (imgclass_batch_size_sum{{{s}}})"),
         ),
-        ("stored", format!("sum(imgclass_images_stored_total{{{s}}})")),
+        (
+            "stored",
+            format!("sum(imgclass_images_stored_total{{{s}}})"),
+        ),
         (
             "uptime",
             format!("time() - min(process_start_time_seconds{{{s}}})"),
@@ -185,7 +192,10 @@ pub struct Deployment {
 impl Deployment {
     /// Figures of the replicas `selector` picks, from the Prometheus at `url`.
     pub fn new(url: &str, selector: &str) -> Result<Self, String> {
-        let selector = selector.trim().trim_start_matches('{').trim_end_matches('}');
+        let selector = selector
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}');
         if selector.is_empty() {
             return Err("the selector is empty: expected e.g. job=\"imgclass\"".into());
         }
@@ -251,7 +261,9 @@ impl Deployment {
             model: default.map(|m| m.name.clone()),
             engine: default.map(|m| m.engine.clone()),
             engine_detail: default.map(|m| m.engine_detail.clone()),
-            uptime_seconds: f.get("uptime", "").map_or(0.0, |s| (s * 10.0).round() / 10.0),
+            uptime_seconds: f
+                .get("uptime", "")
+                .map_or(0.0, |s| (s * 10.0).round() / 10.0),
             requests_per_second: f.rate(""),
             latency_ms: f.percentiles(""),
             queue_depth: f.count("queue") as usize,

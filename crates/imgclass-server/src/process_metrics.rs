@@ -223,13 +223,19 @@ mod tests {
             "RSS {ours} below the 64 MiB held"
         );
         // Other tests run in parallel threads: allow 32 MiB of drift.
-        assert!((ours - rss).abs() < 32.0 * 1024.0 * 1024.0, "{ours} vs {rss}");
+        assert!(
+            (ours - rss).abs() < 32.0 * 1024.0 * 1024.0,
+            "{ours} vs {rss}"
+        );
         let ours = m["process_virtual_memory_bytes"];
         assert!(
             ours >= m["process_resident_memory_bytes"],
             "virtual {ours} < resident"
         );
-        assert!((ours - vsize).abs() < 256.0 * 1024.0 * 1024.0, "{ours} vs {vsize}");
+        assert!(
+            (ours - vsize).abs() < 256.0 * 1024.0 * 1024.0,
+            "{ours} vs {vsize}"
+        );
         std::hint::black_box(&block);
     }
 
@@ -274,13 +280,19 @@ mod tests {
         let mut x = 0u64;
         while cpu_clock(ThreadCPUTime) - spin < 0.3 {
             x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-            assert!(wall.elapsed() < Duration::from_secs(60), "no CPU time for a minute");
+            assert!(
+                wall.elapsed() < Duration::from_secs(60),
+                "no CPU time for a minute"
+            );
         }
         let after = rendered();
         let clock = cpu_clock(ProcessCPUTime);
         let ours = after["process_cpu_seconds_total"];
         let grew = ours - before["process_cpu_seconds_total"];
-        assert!(grew >= 0.28, "300 ms of spinning added {grew} s of CPU time");
+        assert!(
+            grew >= 0.28,
+            "300 ms of spinning added {grew} s of CPU time"
+        );
         // /proc counts in clock ticks (10 ms): a few ticks apart at most.
         assert!(
             ours <= clock + 0.01 && ours > clock - 0.1,

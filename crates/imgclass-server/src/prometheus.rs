@@ -228,7 +228,10 @@ mod tests {
         assert!(samples[1].value.is_nan());
         let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#;
         match parse_answer(StatusCode::BAD_REQUEST, bad) {
-            Err(QueryError::Refused { status: 400, detail }) => {
+            Err(QueryError::Refused {
+                status: 400,
+                detail,
+            }) => {
                 assert!(detail.contains("parse error"), "{detail}")
             }
             other => panic!("{other:?}"),

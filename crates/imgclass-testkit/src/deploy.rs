@@ -145,7 +145,11 @@ pub fn validate(yaml: &str) -> Result<(), String> {
 /// `kubernetes-validate --strict` for each of `versions`, with the validator
 /// found in `pythonpath` if given. An object whose kind and apiVersion the
 /// version has no schema for (which the validator only warns about) fails.
-pub fn validate_for(yaml: &str, versions: &[&str], pythonpath: Option<&Path>) -> Result<(), String> {
+pub fn validate_for(
+    yaml: &str,
+    versions: &[&str],
+    pythonpath: Option<&Path>,
+) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, yaml).unwrap();

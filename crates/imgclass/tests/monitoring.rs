@@ -576,7 +576,9 @@ fn promtool_accepts_the_shipped_configuration_and_rules() {
     ];
     for rule in &alerts {
         let name = rule["alert"].as_str().unwrap();
-        let for_ = rule["for"].as_str().unwrap_or_else(|| panic!("{name} has no for:"));
+        let for_ = rule["for"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no for:"));
         parse_duration(for_).unwrap();
         assert!(
             matches!(
@@ -597,7 +599,10 @@ fn promtool_accepts_the_shipped_configuration_and_rules() {
             "{name} selects the replicas' job"
         );
     }
-    let names: BTreeSet<&str> = alerts.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    let names: BTreeSet<&str> = alerts
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
     for name in required {
         assert!(names.contains(name), "alerts.yml lacks {name}");
     }
@@ -610,7 +615,10 @@ fn promtool_accepts_the_shipped_configuration_and_rules() {
     )
     .unwrap();
     let err = promtool(&["check", "rules"], &[&broken]).expect_err("a broken expression");
-    assert!(err.contains("ImgclassReplicaDown") || err.contains("parse"), "{err}");
+    assert!(
+        err.contains("ImgclassReplicaDown") || err.contains("parse"),
+        "{err}"
+    );
 }
 
 /// The dashboard is Grafana's format: a Prometheus data-source variable
@@ -706,7 +714,11 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
     let (status, body) = get(&format!("{gateway}/api/stats/deployment"), &[]).unwrap();
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("cannot reach Prometheus"), "{body}");
-    assert!(asked.elapsed() < Duration::from_secs(3), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
 
     // Kubernetes pod discovery as a file: the two ml pods with the base's
     // annotations (the port pointed at the test's replicas), a web pod
@@ -754,7 +766,10 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
     let proms = [("compose", compose.as_str()), ("kubernetes", k8s.as_str())];
     let _traffic_a = start_traffic(root, "loadtest-a", &a_addr);
     let mut traffic_b = start_traffic(root, "loadtest-b", &b_addr);
-    eprintln!("Prometheus x2 and traffic started after {:?}", started.elapsed());
+    eprintln!(
+        "Prometheus x2 and traffic started after {:?}",
+        started.elapsed()
+    );
 
     // Both configurations find exactly the two replicas and scrape them.
     for (name, base) in proms {
@@ -780,7 +795,10 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
             .collect();
         assert_eq!(
             instances,
-            replicas.iter().map(String::as_str).collect::<BTreeSet<&str>>(),
+            replicas
+                .iter()
+                .map(String::as_str)
+                .collect::<BTreeSet<&str>>(),
             "{name}"
         );
         if name == "kubernetes" {
@@ -792,7 +810,10 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
             for t in &targets {
                 assert_eq!(t["labels"]["namespace"], "imgclass");
                 assert_eq!(t["labels"]["component"], "ml");
-                assert_eq!(t["scrapeUrl"].as_str().unwrap().rsplit('/').next(), Some("metrics"));
+                assert_eq!(
+                    t["scrapeUrl"].as_str().unwrap().rsplit('/').next(),
+                    Some("metrics")
+                );
             }
         }
     }
@@ -806,7 +827,9 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
             for (title, q) in &queries {
                 let result = query(base, &as_grafana_sends(q))?;
                 if !result.iter().any(|s| sample_value(s).is_finite()) {
-                    return Err(format!("{name}: panel {title:?}: no data for {q}: {result:?}"));
+                    return Err(format!(
+                        "{name}: panel {title:?}: no data for {q}: {result:?}"
+                    ));
                 }
             }
             Ok(())
@@ -820,7 +843,9 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
         }
         // The instance variable lists both replicas.
         for v in d["templating"]["list"].as_array().unwrap() {
-            let Some(def) = v["definition"].as_str() else { continue };
+            let Some(def) = v["definition"].as_str() else {
+                continue;
+            };
             let (selector, label) = def
                 .strip_prefix("label_values(")
                 .and_then(|r| r.strip_suffix(')'))
@@ -833,7 +858,10 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
             )
             .unwrap();
             for r in &replicas {
-                assert!(values.as_array().unwrap().contains(&json!(r)), "{name}: {def}: {values}");
+                assert!(
+                    values.as_array().unwrap().contains(&json!(r)),
+                    "{name}: {def}: {values}"
+                );
             }
         }
     }
@@ -853,8 +881,7 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
             let second = get_json(&deployment_url)?;
             let sum = stored(&own_a) + stored(&own_b);
             let whole = |d: &Value| {
-                d["replicas"] == json!({ "discovered": 2, "up": 2, "ready": 2 })
-                    && stored(d) == sum
+                d["replicas"] == json!({ "discovered": 2, "up": 2, "ready": 2 }) && stored(d) == sum
             };
             if stored(&own_a) > 0 && stored(&own_b) > 0 && whole(&first) && whole(&second) {
                 Ok((second, own_a, own_b))
@@ -876,10 +903,18 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
         "the deployment's requests/s are both replicas': {deployment} vs {own_a} / {own_b}"
     );
     for p in ["p50", "p95", "p99"] {
-        assert!(deployment["latency_ms"][p].as_f64().is_some_and(|ms| ms > 0.0), "{p}: {deployment}");
+        assert!(
+            deployment["latency_ms"][p]
+                .as_f64()
+                .is_some_and(|ms| ms > 0.0),
+            "{p}: {deployment}"
+        );
     }
     let batches = |v: &Value| v["batches"].as_u64().unwrap();
-    assert!(batches(&deployment) > batches(&own_a).max(batches(&own_b)), "{deployment}");
+    assert!(
+        batches(&deployment) > batches(&own_a).max(batches(&own_b)),
+        "{deployment}"
+    );
     assert_eq!(
         deployment["models"][0]["name"], own_a["model"],
         "{deployment}"
@@ -918,7 +953,8 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
     assert_eq!(status, 200);
     assert!(metrics.contains("process_resident_memory_bytes "));
     assert!(metrics.contains("imgclass_build_info{"));
-    deploy::check_metrics(&metrics).unwrap_or_else(|e| panic!("promtool check metrics: {e}\n{metrics}"));
+    deploy::check_metrics(&metrics)
+        .unwrap_or_else(|e| panic!("promtool check metrics: {e}\n{metrics}"));
 
     // Kill one replica: its alert goes pending at the next evaluations and
     // fires once its `for:` has passed, on both; nothing else alerts.
@@ -1019,13 +1055,21 @@ fn compose_file_with_monitoring_validates_and_agrees_with_the_shipped_files() {
     );
     for (name, s) in [("prometheus", prom), ("grafana", grafana)] {
         let image = s["image"].as_str().unwrap();
-        let (_, tag) = image.rsplit_once(':').unwrap_or_else(|| panic!("{name}: {image} untagged"));
-        assert!(tag != "latest" && tag.chars().any(|c| c.is_ascii_digit()), "{name}: {image}");
+        let (_, tag) = image
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("{name}: {image} untagged"));
+        assert!(
+            tag != "latest" && tag.chars().any(|c| c.is_ascii_digit()),
+            "{name}: {image}"
+        );
         assert!(s["healthcheck"]["test"].is_array(), "{name} healthcheck");
         assert_eq!(s["restart"], "unless-stopped", "{name}");
         assert_eq!(s["read_only"], true, "{name}");
         let ports = serde_json::to_string(&s["ports"]).unwrap();
-        assert!(ports.contains("127.0.0.1"), "{name} on loopback by default: {ports}");
+        assert!(
+            ports.contains("127.0.0.1"),
+            "{name} on loopback by default: {ports}"
+        );
     }
     // Bind mounts: source (absolute after `config`) → target.
     let mounts = |s: &Value| -> BTreeMap<String, PathBuf> {
@@ -1061,10 +1105,19 @@ fn compose_file_with_monitoring_validates_and_agrees_with_the_shipped_files() {
     let prom_mounts = mounts(prom);
     same(&prom_mounts["/etc/prometheus"], "deploy/prometheus");
     let command = serde_json::to_string(&prom["command"]).unwrap();
-    assert!(command.contains("--config.file=/etc/prometheus/prometheus.yml"), "{command}");
+    assert!(
+        command.contains("--config.file=/etc/prometheus/prometheus.yml"),
+        "{command}"
+    );
     let graf_mounts = mounts(grafana);
-    same(&graf_mounts["/etc/grafana/provisioning"], "deploy/grafana/provisioning");
-    same(&graf_mounts["/etc/grafana/dashboards"], "deploy/grafana/dashboards");
+    same(
+        &graf_mounts["/etc/grafana/provisioning"],
+        "deploy/grafana/provisioning",
+    );
+    same(
+        &graf_mounts["/etc/grafana/dashboards"],
+        "deploy/grafana/dashboards",
+    );
 
     // Prometheus scrapes every `ml` replica on the port it listens on.
     let scrape = yaml_file(&shipped("deploy/prometheus/prometheus.yml"));
@@ -1091,7 +1144,9 @@ fn compose_file_with_monitoring_validates_and_agrees_with_the_shipped_files() {
         ml["environment"]["IMGCLASS_PROMETHEUS_URL"],
         "http://prometheus:9090"
     );
-    let provider = yaml_file(&shipped("deploy/grafana/provisioning/dashboards/imgclass.yml"));
+    let provider = yaml_file(&shipped(
+        "deploy/grafana/provisioning/dashboards/imgclass.yml",
+    ));
     assert_eq!(
         provider["providers"][0]["options"]["path"],
         "/etc/grafana/dashboards"
@@ -1124,7 +1179,10 @@ fn kubernetes_monitoring_component_renders_and_passes_strict_validation() {
         {
             name = base.to_string();
         }
-        assert_ne!(kind, "ClusterRole", "pod discovery needs no cluster-wide role");
+        assert_ne!(
+            kind, "ClusterRole",
+            "pod discovery needs no cluster-wide role"
+        );
         if kind != "Namespace" {
             assert_eq!(doc["metadata"]["namespace"], "imgclass", "{kind}/{name}");
         }
@@ -1150,13 +1208,43 @@ fn kubernetes_monitoring_component_renders_and_passes_strict_validation() {
     }
 
     // The ConfigMaps hold the shipped files, byte for byte.
-    let data = |cm: &str, key: &str| objs[&format!("ConfigMap/{cm}")]["data"][key].as_str().unwrap().to_string();
+    let data = |cm: &str, key: &str| {
+        objs[&format!("ConfigMap/{cm}")]["data"][key]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     for (cm, key, file, copy) in [
-        ("prometheus-config", "prometheus.yml", "deploy/prometheus/prometheus-k8s.yml", "deploy/k8s/components/monitoring/prometheus/prometheus-k8s.yml"),
-        ("prometheus-config", "alerts.yml", "deploy/prometheus/alerts.yml", "deploy/k8s/components/monitoring/prometheus/alerts.yml"),
-        ("grafana-datasources", "prometheus.yml", "deploy/grafana/provisioning/datasources/prometheus.yml", "deploy/k8s/components/grafana/grafana/datasource-prometheus.yml"),
-        ("grafana-dashboard-provider", "imgclass.yml", "deploy/grafana/provisioning/dashboards/imgclass.yml", "deploy/k8s/components/grafana/grafana/dashboard-provider.yml"),
-        ("grafana-dashboards", "imgclass.json", "deploy/grafana/dashboards/imgclass.json", "deploy/k8s/components/grafana/grafana/imgclass.json"),
+        (
+            "prometheus-config",
+            "prometheus.yml",
+            "deploy/prometheus/prometheus-k8s.yml",
+            "deploy/k8s/components/monitoring/prometheus/prometheus-k8s.yml",
+        ),
+        (
+            "prometheus-config",
+            "alerts.yml",
+            "deploy/prometheus/alerts.yml",
+            "deploy/k8s/components/monitoring/prometheus/alerts.yml",
+        ),
+        (
+            "grafana-datasources",
+            "prometheus.yml",
+            "deploy/grafana/provisioning/datasources/prometheus.yml",
+            "deploy/k8s/components/grafana/grafana/datasource-prometheus.yml",
+        ),
+        (
+            "grafana-dashboard-provider",
+            "imgclass.yml",
+            "deploy/grafana/provisioning/dashboards/imgclass.yml",
+            "deploy/k8s/components/grafana/grafana/dashboard-provider.yml",
+        ),
+        (
+            "grafana-dashboards",
+            "imgclass.json",
+            "deploy/grafana/dashboards/imgclass.json",
+            "deploy/k8s/components/grafana/grafana/imgclass.json",
+        ),
     ] {
         assert_eq!(
             data(cm, key),
@@ -1178,7 +1266,10 @@ fn kubernetes_monitoring_component_renders_and_passes_strict_validation() {
     assert_eq!(pod["automountServiceAccountToken"], true);
     let c = &pod["containers"][0];
     let args = serde_json::to_string(&c["args"]).unwrap();
-    assert!(args.contains("--config.file=/etc/prometheus/prometheus.yml"), "{args}");
+    assert!(
+        args.contains("--config.file=/etc/prometheus/prometheus.yml"),
+        "{args}"
+    );
     let mount = c["volumeMounts"]
         .as_array()
         .unwrap()

@@ -101,10 +101,7 @@ impl ServeArgs {
                 .collect(),
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             shutdown_grace: self.shutdown_grace,
-            prometheus_url: self
-                .prometheus_url
-                .clone()
-                .filter(|u| !u.trim().is_empty()),
+            prometheus_url: self.prometheus_url.clone().filter(|u| !u.trim().is_empty()),
             prometheus_selector: self.prometheus_selector.clone(),
         }
     }
