@@ -24,8 +24,9 @@ use crate::prometheus::{Prometheus, QueryError, Sample};
 const CACHE_FOR: Duration = Duration::from_secs(1);
 /// Longest wait for Prometheus before the page falls back.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// The window rates and quantiles are taken over: a minute, as `/api/stats`.
-const WINDOW: &str = "1m";
+/// The window rates and quantiles are taken over, in seconds: a minute, as
+/// `/api/stats`.
+const WINDOW_SECS: u32 = 60;
 /// Inference routes, as the replicas label them.
 const INFERENCE: &str = r#"route=~"/classify|/v2/models/.+/infer""#;
 
@@ -115,27 +116,28 @@ impl Figures {
 /// series (e.g. `job="imgclass"`).
 fn deployment_query(selector: &str) -> String {
     let s = selector;
+    let w = WINDOW_SECS;
     let quantile = |q: &str, by: &str| {
         format!(
-            "histogram_quantile({q}, sum by (le{by}) (rate(imgclass_request_duration_seconds_bucket{{{s},{INFERENCE}}}[{WINDOW}])))"
+            "histogram_quantile({q}, sum by (le{by}) (rate(imgclass_request_duration_seconds_bucket{{{s},{INFERENCE}}}[{w}s])))"
+        )
+    };
+    // Answered inference requests per second, as /api/stats counts them:
+    // each replica's count over the last minute, or over its uptime if
+    // shorter, divided by that span. (`rate()` divides by the whole window,
+    // so a replica younger than a minute would show a fraction of its rate.)
+    let answered = |by: &str| {
+        format!(
+            "sum by (instance{by}) (increase(imgclass_requests_total{{{s},{INFERENCE},status=\"200\"}}[{w}s])) \
+             / on (instance) group_left clamp(time() - process_start_time_seconds{{{s}}}, 1, {w})"
         )
     };
     let figures: Vec<(&str, String)> = vec![
         ("discovered", format!("count(up{{{s}}})")),
         ("up", format!("sum(up{{{s}}})")),
         ("ready", format!("sum(imgclass_ready{{{s}}})")),
-        (
-            "rps",
-            format!(
-                "sum(rate(imgclass_requests_total{{{s},{INFERENCE},status=\"200\"}}[{WINDOW}]))"
-            ),
-        ),
-        (
-            "rps",
-            format!(
-                "sum by (model) (rate(imgclass_requests_total{{{s},{INFERENCE},status=\"200\"}}[{WINDOW}]))"
-            ),
-        ),
+        ("rps", format!("sum({})", answered(""))),
+        ("rps", format!("sum by (model) ({})", answered(", model"))),
         ("p50", quantile("0.5", "")),
         ("p95", quantile("0.95", "")),
         ("p99", quantile("0.99", "")),
@@ -300,7 +302,7 @@ mod tests {
         assert_eq!(q.matches("label_replace(").count(), 20);
         assert!(q.contains(r#"sum(up{job="imgclass"})"#), "{q}");
         assert!(q.contains(
-            r#"histogram_quantile(0.95, sum by (le, model) (rate(imgclass_request_duration_seconds_bucket{job="imgclass",route=~"/classify|/v2/models/.+/infer"}[1m])))"#
+            r#"histogram_quantile(0.95, sum by (le, model) (rate(imgclass_request_duration_seconds_bucket{job="imgclass",route=~"/classify|/v2/models/.+/infer"}[60s])))"#
         ));
         assert!(Deployment::new("http://p:9090", "  ").is_err());
         assert!(Deployment::new("http://p:9090", r#"{job="x"}"#).is_ok());

@@ -359,6 +359,14 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A loopback port free at the time of asking (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
 /// Calls `probe` every `every` until it succeeds; after `within`, fails
 /// the test with the last reason it gave.
 pub fn eventually<T>(

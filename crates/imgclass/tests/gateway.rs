@@ -36,11 +36,7 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    kit::free_port()
 }
 
 fn tail(path: &Path, lines: usize) -> String {
