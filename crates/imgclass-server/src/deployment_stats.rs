@@ -182,13 +182,16 @@ fn deployment_query(selector: &str) -> String {
         .join(" or ")
 }
 
+/// One answer of Prometheus, or why there was none.
+type Answer = Result<Arc<Figures>, String>;
+
 /// The deployment's figures through one Prometheus, cached.
 pub struct Deployment {
     prometheus: Prometheus,
     query: String,
     /// The last answer and when it was taken; the lock also makes
     /// concurrent callers wait for one refresh instead of each querying.
-    last: tokio::sync::Mutex<Option<(Instant, Result<Arc<Figures>, String>)>>,
+    last: tokio::sync::Mutex<Option<(Instant, Answer)>>,
 }
 
 impl Deployment {
@@ -208,7 +211,7 @@ impl Deployment {
         })
     }
 
-    async fn figures(&self) -> Result<Arc<Figures>, String> {
+    async fn figures(&self) -> Answer {
         let mut last = self.last.lock().await;
         if let Some((at, answer)) = last.as_ref()
             && at.elapsed() < CACHE_FOR

@@ -741,7 +741,11 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
         json!([
             pod_for("ml-a", "Running", &a_addr),
             pod_for("ml-b", "Running", &b_addr),
-            pod_for("ml-old", "Succeeded", &format!("127.0.0.1:{}", kit::free_port())),
+            pod_for(
+                "ml-old",
+                "Succeeded",
+                &format!("127.0.0.1:{}", kit::free_port())
+            ),
             discovered_pod("web-0", "Running", &Map::new(), 8080),
         ])
         .to_string(),
@@ -837,12 +841,14 @@ fn prometheus_scrapes_the_replicas_and_alerts_when_one_dies() {
             "process_resident_memory_bytes{job=\"imgclass\"}",
             "rate(process_cpu_seconds_total{job=\"imgclass\"}[10s])",
         ] {
-            eventually(Duration::from_secs(15), Duration::from_millis(500), || {
-                match query(base, expr)?.len() {
+            eventually(
+                Duration::from_secs(15),
+                Duration::from_millis(500),
+                || match query(base, expr)?.len() {
                     2 => Ok(()),
                     n => Err(format!("{name}: {expr}: {n} series, not one per replica")),
-                }
-            });
+                },
+            );
         }
         // The instance variable lists both replicas.
         for v in d["templating"]["list"].as_array().unwrap() {
