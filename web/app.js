@@ -15,6 +15,11 @@
   const CHART_WINDOW_MS = 5 * 60 * 1000;
   const CHART_MIN_SPAN_MS = 60 * 1000;
   const MAX_BUSY_RETRIES = 3;
+  // How long the page shows one replica's figures before asking again for
+  // the deployment's: when none are served (404), and when the replicas'
+  // Prometheus did not answer (502).
+  const DEPLOYMENT_ABSENT_RETRY_MS = 60 * 1000;
+  const DEPLOYMENT_FAILED_RETRY_MS = 5 * 1000;
 
   const $ = (id) => document.getElementById(id);
 
@@ -723,6 +728,11 @@
   const samples = []; // { t, rps, p50, p95 }
   let statsTimer = null;
   let lastStatsOk = 0;
+  // api/stats/deployment (every replica, through their Prometheus) is
+  // asked first; until this time the page uses api/stats (the replica that
+  // answers) instead.
+  let deploymentAfter = 0;
+  let deploymentProblem = "";
 
   function setServer(state, text) {
     statusPill.dataset.state = state;
@@ -742,7 +752,23 @@
     return [v, u];
   }
 
+  function renderScope(s) {
+    const scope = $("stats-scope");
+    const r = s.replicas;
+    if (s.scope === "deployment" && r) {
+      scope.dataset.scope = "deployment";
+      scope.textContent = `all replicas · ${r.up} of ${r.discovered} up`;
+      scope.title = `Every replica together, from Prometheus (${s.source || "configured"}); ${r.ready} ready`;
+    } else {
+      scope.dataset.scope = "replica";
+      scope.textContent = "one replica";
+      scope.title = "The figures of the replica that answered" +
+        (deploymentProblem ? `; the whole deployment's are unavailable: ${deploymentProblem}` : "");
+    }
+  }
+
   function renderStats(s) {
+    renderScope(s);
     setServer(s.ready ? "ready" : "loading", s.ready ? "Ready" : "Loading model…");
     const rps = Number(s.requests_per_second);
     const uptime = Number(s.uptime_seconds);
@@ -867,13 +893,34 @@
       `Latency, ${spanText}: p50 now ${fmtMs(last.p50)}, p95 now ${fmtMs(last.p95)}`);
   }
 
+  // The deployment's figures when the replicas serve them, else the
+  // answering replica's own.
+  async function fetchStats() {
+    if (Date.now() >= deploymentAfter) {
+      try {
+        const response = await fetch("api/stats/deployment", { cache: "no-store" });
+        if (response.ok) {
+          deploymentProblem = "";
+          return await response.json();
+        }
+        const absent = response.status === 404;
+        deploymentProblem = absent ? "" : `${response.status}: ${await readError(response)}`;
+        deploymentAfter = Date.now() + (absent ? DEPLOYMENT_ABSENT_RETRY_MS : DEPLOYMENT_FAILED_RETRY_MS);
+      } catch (err) {
+        deploymentProblem = err && err.message ? err.message : "network error";
+        deploymentAfter = Date.now() + DEPLOYMENT_FAILED_RETRY_MS;
+      }
+    }
+    const response = await fetch("api/stats", { cache: "no-store" });
+    if (!response.ok) throw new Error(`${response.status}: ${await readError(response)}`);
+    return await response.json();
+  }
+
   async function pollStats() {
     clearTimeout(statsTimer);
     statsTimer = null;
     try {
-      const response = await fetch("api/stats", { cache: "no-store" });
-      if (!response.ok) throw new Error(`${response.status}: ${await readError(response)}`);
-      renderStats(await response.json());
+      renderStats(await fetchStats());
       lastStatsOk = Date.now();
       statsError.hidden = true;
     } catch (err) {

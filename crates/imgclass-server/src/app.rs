@@ -12,6 +12,7 @@ use imgclass_pipeline::{
     Resources, Scored,
 };
 
+use crate::deployment_stats::Deployment;
 use crate::error::{ApiError, ServerError};
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
@@ -46,6 +47,8 @@ struct Inner {
     load_error: Mutex<Option<LifecycleError>>,
     metrics: Arc<Metrics>,
     store: Option<StoreQueue>,
+    /// The deployment's figures, when a Prometheus is configured.
+    deployment: Option<Deployment>,
     started: Instant,
 }
 
@@ -103,6 +106,12 @@ impl AppState {
             }
             None => None,
         };
+        let deployment = options
+            .prometheus_url
+            .as_deref()
+            .map(|url| Deployment::new(url, &options.prometheus_selector))
+            .transpose()
+            .map_err(ServerError::Prometheus)?;
         let pipeline_options = PipelineOptions {
             max_batch_size: options.max_batch_size,
             max_batch_delay: options.max_batch_delay,
@@ -129,6 +138,7 @@ impl AppState {
                 load_error: Mutex::new(None),
                 metrics,
                 store,
+                deployment,
                 started: Instant::now(),
             }),
         })
@@ -303,6 +313,11 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// The deployment's figures, if a Prometheus is configured.
+    pub(crate) fn deployment(&self) -> Option<&Deployment> {
+        self.inner.deployment.as_ref()
     }
 
     pub(crate) fn store(&self) -> Option<&StoreQueue> {

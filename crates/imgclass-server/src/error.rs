@@ -60,6 +60,10 @@ pub enum ApiError {
     Timeout(Duration),
     #[error("missing or wrong API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// A service this answer depends on (the deployment's Prometheus)
+    /// failed; the message says which and why.
+    #[error("{0}")]
+    BadGateway(String),
     /// A server fault; `detail` is logged, never sent.
     #[error("internal error")]
     Internal { detail: String },
@@ -106,6 +110,7 @@ impl ApiError {
             }
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -181,6 +186,8 @@ pub enum ServerError {
     Load(#[from] imgclass_pipeline::LifecycleError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("--prometheus-url / --prometheus-selector: {0}")]
+    Prometheus(String),
 }
 
 #[cfg(test)]

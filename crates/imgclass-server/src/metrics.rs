@@ -499,6 +499,7 @@ impl Metrics {
                 escape(&v.engine)
             );
         }
+        crate::process_metrics::render(&mut out);
         out
     }
 

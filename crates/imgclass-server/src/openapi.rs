@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/api/stats"),
+    ("get", "/api/stats/deployment"),
     ("get", "/api/history"),
     ("get", "/api/images/{id}"),
     ("get", "/v2"),
@@ -216,6 +217,9 @@ pub fn document() -> Value {
                 with(serde_json::Map::new(), "200", json_ok("OpenAPI 3.1", json!({ "type": "object" }))), json!({})) }));
     paths.insert("/api/stats".into(), json!({ "get": op("Live figures for the web page", "observability", false,
                 with(serde_json::Map::new(), "200", json_ok("Requests/s over the last minute, latency percentiles, queue depth, mean batch size, engine, model, uptime", json!({ "type": "object" }))), json!({})) }));
+    paths.insert("/api/stats/deployment".into(), json!({ "get": op("The whole deployment's live figures, from the Prometheus that scrapes every replica (--prometheus-url)", "observability", false,
+                with(errors(&[("404", "No Prometheus is configured: /api/stats has this replica's figures"), ("502", "Prometheus did not answer or scrapes no replica")]), "200",
+                    json_ok("The fields of /api/stats summed over every replica, plus scope (\"deployment\"), replicas {discovered, up, ready} and source", json!({ "type": "object" }))), json!({})) }));
     paths.insert("/api/history".into(), json!({ "get": op("Stored results, newest first, across replicas sharing the images folder", "history", true,
                 with(errors(&[("400", "Bad limit or before"), ("404", "Storage is off")]), "200", json_ok("A page of results", json!({
                     "type": "object",

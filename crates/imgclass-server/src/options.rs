@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use imgclass_core::{DecodeLimits, usable_cpus};
 
+/// The replicas' scrape job in the shipped Prometheus configurations.
+pub const DEFAULT_PROMETHEUS_SELECTOR: &str = r#"job="imgclass""#;
+
 /// The service's settings.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -39,6 +42,12 @@ pub struct ServerOptions {
     pub api_key: Option<String>,
     /// Time allowed for draining after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// The Prometheus that scrapes every replica of this deployment:
+    /// `/api/stats/deployment` reads the deployment's figures from it.
+    /// `None`: that route answers 404 and the page shows this replica's.
+    pub prometheus_url: Option<String>,
+    /// The series of this deployment's replicas in that Prometheus.
+    pub prometheus_selector: String,
 }
 
 impl ServerOptions {
@@ -68,6 +77,8 @@ impl Default for ServerOptions {
             cors_origins: Vec::new(),
             api_key: None,
             shutdown_grace: Duration::from_secs(30),
+            prometheus_url: None,
+            prometheus_selector: DEFAULT_PROMETHEUS_SELECTOR.to_string(),
         }
     }
 }

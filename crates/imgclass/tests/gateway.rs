@@ -18,37 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use imgclass_testkit as kit;
+use imgclass_testkit::deploy::{nginx_bin, nginx_prefix, require_tool};
+use imgclass_testkit::eventually;
 use serde_json::Value;
 
 // ---------------------------------------------------------------- tools --
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A tool the test cannot do without: found on PATH (plus the sbin folders
-/// a non-root PATH may lack) or named by `env`, else the test fails here.
-fn require_tool(name: &str, env: &str, install: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env) {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` is required by this test and was not found on PATH or in /usr/sbin: {install} (or set {env})")
-        })
-}
-
-fn nginx_bin() -> PathBuf {
-    require_tool(
-        "nginx",
-        "IMGCLASS_NGINX",
-        "install Debian's `nginx` package (scripts/install-deps.sh)",
-    )
 }
 
 /// The heavy tests run one at a time: they share two cores.
@@ -59,11 +36,7 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    kit::free_port()
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -321,19 +294,9 @@ fn start_replica(dir: &Path, name: &str, images: &Path) -> (Proc, u16) {
 
 /// One `imgclass serve` replica on `host:port` (a loopback address).
 fn start_replica_at(dir: &Path, name: &str, images: &Path, host: &str, port: u16) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgclass"));
-    cmd.args(["serve", "--host", host, "--port"])
-        .arg(port.to_string())
-        .arg("--images-dir")
-        .arg(images)
-        .args(["--shutdown-grace", "20s"])
-        .env("IMGCLASS_HOME", kit::model_home())
-        // Three replicas on two cores: one engine session, one decoder each.
-        .env("IMGCLASS_SESSIONS", "1")
-        .env("IMGCLASS_PREPROCESS_THREADS", "1")
-        .env("IMGCLASS_LOG_FORMAT", "text")
-        .env_remove("IMGCLASS_API_KEY")
-        .env_remove("IMGCLASS_NO_STORE")
+    let bin = Path::new(env!("CARGO_BIN_EXE_imgclass"));
+    let mut cmd = kit::replica_command_at(bin, host, port, images);
+    cmd.args(["--shutdown-grace", "20s"])
         .env("RUST_LOG", "info");
     let log = dir.join(format!("{name}.log"));
     Proc::spawn(cmd, name, &dir.join(format!("{name}.out")), &log)
@@ -357,44 +320,6 @@ fn wait_ready_at(proc: &mut Proc, host: &str, port: u16, path: &str, within: Dur
             )),
         }
     })
-}
-
-/// Calls `probe` every `every` until it succeeds; after `within`, fails
-/// the test with the last reason it gave.
-fn eventually<T>(
-    within: Duration,
-    every: Duration,
-    mut probe: impl FnMut() -> Result<T, String>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(reason) => assert!(start.elapsed() < within, "{reason}"),
-        }
-        std::thread::sleep(every);
-    }
-}
-
-/// An nginx prefix: `conf/` with the shipped nginx.conf and the given
-/// includes, `web/` with the page. World-readable, so that nginx's workers
-/// (`nobody` when the test runs as root) can read it.
-fn nginx_prefix(root: &Path, upstream_conf: &str, listen_conf: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let prefix = root.join("gateway");
-    std::fs::create_dir_all(prefix.join("conf")).unwrap();
-    std::fs::copy(
-        repo().join("deploy/nginx/nginx.conf"),
-        prefix.join("conf/nginx.conf"),
-    )
-    .unwrap();
-    std::fs::write(prefix.join("conf/upstream.conf"), upstream_conf).unwrap();
-    std::fs::write(prefix.join("conf/listen.conf"), listen_conf).unwrap();
-    imgclass_testkit::copy_tree(&repo().join("web"), &prefix.join("web"));
-    for dir in [root, prefix.as_path()] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    prefix
 }
 
 struct Gateway {

@@ -6,6 +6,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::{AppState, Phase};
+use crate::error::ApiError;
 use crate::metrics::ModelView;
 use crate::openapi;
 use crate::response::readiness;
@@ -80,6 +81,23 @@ pub async fn stats(State(state): State<AppState>) -> Response {
             .stats(&views(&state), state.uptime(), state.is_ready()),
     )
     .into_response()
+}
+
+/// The whole deployment's figures, from the Prometheus that scrapes every
+/// replica: 404 when none is configured, 502 when it does not answer (the
+/// page then shows `/api/stats`, this replica's own).
+pub async fn deployment_stats(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(deployment) = state.deployment() else {
+        return Err(ApiError::NotFound(
+            "no Prometheus is configured (--prometheus-url): /api/stats has this replica's figures"
+                .into(),
+        ));
+    };
+    let stats = deployment
+        .stats(&views(&state))
+        .await
+        .map_err(ApiError::BadGateway)?;
+    Ok(Json(stats).into_response())
 }
 
 pub async fn openapi_json() -> Response {

@@ -63,6 +63,14 @@ pub struct ServeArgs {
     /// After SIGTERM/SIGINT, how long in-flight and queued work may take before exiting.
     #[arg(long, env = "IMGCLASS_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// The Prometheus scraping every replica (e.g. http://prometheus:9090):
+    /// `/api/stats/deployment`, and so the page's live panel, then shows
+    /// the whole deployment's figures instead of this replica's.
+    #[arg(long, env = "IMGCLASS_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Selects this deployment's replicas' series in that Prometheus.
+    #[arg(long, env = "IMGCLASS_PROMETHEUS_SELECTOR", default_value = imgclass_server::DEFAULT_PROMETHEUS_SELECTOR)]
+    pub prometheus_selector: String,
     #[command(flatten)]
     pub decode: DecodeArgs,
     #[command(flatten)]
@@ -93,6 +101,8 @@ impl ServeArgs {
                 .collect(),
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             shutdown_grace: self.shutdown_grace,
+            prometheus_url: self.prometheus_url.clone().filter(|u| !u.trim().is_empty()),
+            prometheus_selector: self.prometheus_selector.clone(),
         }
     }
 }
