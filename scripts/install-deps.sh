@@ -4,7 +4,8 @@
 #   - Debian: nginx (gateway tests), chromium + chromium-driver (browser
 #     tests), docker-compose (compose file validation), fonts-dejavu-core
 #     (text in the load tester's plots), prometheus (monitoring tests: the
-#     server and promtool; the system service it would start is stopped);
+#     server and promtool; the system service it would start is stopped),
+#     python3-venv when python3 cannot make venvs (tritonclient test);
 #   - PyPI: kubernetes-validate (strict Kubernetes schema validation), and
 #     its 1.28.3 release beside it for the Kubernetes 1.20 schemas;
 #   - kubectl with its built-in kustomize: Debian's is far too old, so when
@@ -16,6 +17,9 @@ need=()
 for pkg in "${debian[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+# The tritonclient test and the peer make their own venvs: Debian's python3
+# needs python3-venv for that (another python3, e.g. pyenv's, has it built in).
+python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if ((${#need[@]})); then
   echo "installing Debian packages: ${need[*]}"
@@ -31,7 +35,7 @@ fi
 python3 -m pip --version >/dev/null 2>&1 || { echo "python3 with pip is required" >&2; exit 1; }
 # The tritonclient test makes its own venv (crates/imgclass-server/tests/triton/setup-venv.sh).
 python3 -c "import venv, ensurepip" 2>/dev/null ||
-  { echo "python3 with the venv module and ensurepip is required (Debian: python3-venv)" >&2; exit 1; }
+  { echo "python3 cannot create venvs (no venv/ensurepip module) and python3-venv did not help: use a python3 that can" >&2; exit 1; }
 pip_quiet=(--disable-pip-version-check --no-input -q)
 python3 -c "import kubernetes_validate" 2>/dev/null ||
   python3 -m pip install "${pip_quiet[@]}" kubernetes-validate==1.37.0

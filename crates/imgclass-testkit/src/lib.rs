@@ -285,18 +285,29 @@ pub fn two_model_home() -> &'static Path {
                 .map(|l| format!("{ALT_PREFIX}{l}\n"))
                 .collect();
             fs::write(alt.join(&model.config.labels), renamed).expect("write the labels");
-            let mut config = model.config.clone();
-            config.name = ALT_MODEL.to_string();
-            config.description =
-                format!("{default} with every label prefixed {ALT_PREFIX:?} (tests)");
-            fs::write(
-                alt.join(imgclass_core::repository::MODEL_TOML),
-                config.to_toml(),
-            )
-            .expect("write model.toml");
+            write_alt_config(&alt);
         });
+        // The default model's configuration may have changed since this
+        // folder was made (an upgrade rewrites it): keep the copy in step.
+        write_alt_config(&dir.join(ALT_MODEL));
         dir
     })
+}
+
+/// [`ALT_MODEL`]'s `model.toml`: the default model's, renamed; replaced
+/// atomically (several test processes may do it at once).
+fn write_alt_config(alt: &Path) {
+    let default = imgclass_core::DEFAULT_MODEL;
+    let model = ModelRepository::new(model_home())
+        .load(default)
+        .expect("the default model loads");
+    let mut config = model.config;
+    config.name = ALT_MODEL.to_string();
+    config.description = format!("{default} with every label prefixed {ALT_PREFIX:?} (tests)");
+    let path = alt.join(imgclass_core::repository::MODEL_TOML);
+    let tmp = alt.join(format!(".model.toml.{}", std::process::id()));
+    fs::write(&tmp, config.to_toml()).expect("write model.toml");
+    fs::rename(&tmp, &path).expect("install model.toml");
 }
 
 /// A short stable tag of a path, so caches made from different model homes
