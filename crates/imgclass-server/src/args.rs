@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use imgclass_engines::EngineArgs;
 
+use crate::connection::ConnectionOptions;
 use crate::state::ServerOptions;
 
 /// Flags of `imgclass serve`.
@@ -63,6 +64,63 @@ pub struct ServeArgs {
     pub shutdown_grace: Duration,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// Limits and timeouts of client connections (see `connection` for the
+/// reasoning behind each default).
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Connections")]
+pub struct ConnectionArgs {
+    /// Most client connections open at once. A new one past it closes the
+    /// longest-idle kept-alive connection, or, when none is idle, gets
+    /// 503 with Retry-After.
+    #[arg(long, env = "IMGCLASS_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Time to send a request's whole head (request line and headers), from
+    /// connecting or from the first byte after an idle spell; then the
+    /// connection is closed (0: no limit).
+    #[arg(long, env = "IMGCLASS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a request body may take, plus 1 s per --body-min-rate bytes
+    /// received; a slower body gets 408 (0: no limit).
+    #[arg(long, env = "IMGCLASS_BODY_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Bytes per second a body must keep up to earn more time past
+    /// --body-timeout (e.g. 1KiB; 0: the body must arrive within --body-timeout).
+    #[arg(long, env = "IMGCLASS_BODY_MIN_RATE", default_value = "1KiB", value_parser = parse_size)]
+    pub body_min_rate: usize,
+    /// How long writing a response may stay blocked on a client that does
+    /// not read; then the connection is closed (0: no limit).
+    #[arg(long, env = "IMGCLASS_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests
+    /// (0: no keep-alive). Longer than a gateway's pooled connections
+    /// live idle, so the gateway closes them first.
+    #[arg(long, env = "IMGCLASS_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
+    /// Requests answered on one connection before it is closed (0: no limit).
+    #[arg(
+        long,
+        env = "IMGCLASS_MAX_REQUESTS_PER_CONNECTION",
+        default_value_t = 1000
+    )]
+    pub max_requests_per_connection: u64,
+}
+
+impl ConnectionArgs {
+    pub fn options(&self) -> ConnectionOptions {
+        ConnectionOptions {
+            max_connections: self.max_connections as usize,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            body_min_rate: self.body_min_rate as u64,
+            send_timeout: self.send_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+            max_requests_per_connection: self.max_requests_per_connection,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -89,6 +147,7 @@ impl ServeArgs {
                 .collect(),
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             shutdown_grace: self.shutdown_grace,
+            connection: self.connection.options(),
         }
     }
 }
@@ -189,6 +248,35 @@ mod tests {
         assert_eq!(o.max_batch_delay, Duration::ZERO);
         assert_eq!(o.request_timeout, Duration::from_secs(30));
         assert!(o.images_dir.is_some() && o.api_key.is_none() && o.cors_origins.is_empty());
+        let c = &o.connection;
+        let d = ConnectionOptions::default();
+        assert_eq!(
+            (
+                c.max_connections,
+                c.header_timeout,
+                c.body_timeout,
+                c.body_min_rate
+            ),
+            (
+                d.max_connections,
+                d.header_timeout,
+                d.body_timeout,
+                d.body_min_rate
+            ),
+            "the flags' defaults are the library's"
+        );
+        assert_eq!(
+            (
+                c.send_timeout,
+                c.keep_alive_timeout,
+                c.max_requests_per_connection
+            ),
+            (
+                d.send_timeout,
+                d.keep_alive_timeout,
+                d.max_requests_per_connection
+            )
+        );
         let cli =
             Cli::try_parse_from(["serve", "--no-store", "--cors-origin", "http://a, http://b"])
                 .unwrap();

@@ -49,6 +49,9 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the request took longer than {0:?}")]
     Timeout(Duration),
+    /// The body arrived too slowly (see `connection`).
+    #[error("{0}")]
+    BodyTimeout(String),
     #[error("missing or wrong API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
     /// A server fault; `detail` is logged, never sent.
@@ -93,6 +96,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -156,8 +160,6 @@ pub enum ServerError {
     },
     #[error("the model could not be loaded: {0}")]
     Load(String),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
 }
 
 #[cfg(test)]
@@ -196,6 +198,7 @@ mod tests {
             ),
             (ApiError::QueueFull, 503),
             (ApiError::Timeout(Duration::from_secs(1)), 504),
+            (ApiError::BodyTimeout("slow".into()), 408),
             (ApiError::Unauthorized, 401),
         ];
         for (e, status) in cases {

@@ -16,6 +16,7 @@ mod args;
 mod assets;
 mod auth;
 mod batcher;
+mod connection;
 mod error;
 mod inference;
 mod kserve;
@@ -36,6 +37,7 @@ use std::time::Instant;
 
 pub use args::{ServeArgs, parse_duration, parse_size};
 pub use batcher::{BatchError, Scored};
+pub use connection::ConnectionOptions;
 pub use error::{ApiError, ServerError};
 pub use routes::{SeedPrediction, router};
 pub use shutdown::signal as shutdown_signal;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::connection::ConnectionStats;
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0,
@@ -102,6 +104,7 @@ pub(crate) struct Metrics {
     store_failures: AtomicU64,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     in_flight: AtomicI64,
+    connections: std::sync::Arc<ConnectionStats>,
     model: Mutex<Option<(String, String, String)>>,
     /// (finished at, seconds) of inference requests, for `/api/stats`.
     window: Mutex<VecDeque<(Instant, f32)>>,
@@ -146,6 +149,7 @@ impl Metrics {
             store_failures: AtomicU64::new(0),
             dropped: Mutex::new(BTreeMap::new()),
             in_flight: AtomicI64::new(0),
+            connections: Default::default(),
             model: Mutex::new(None),
             window: Mutex::new(VecDeque::new()),
         }
@@ -217,6 +221,11 @@ impl Metrics {
 
     pub fn in_flight_now(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The counters the connection layer updates.
+    pub fn connections(&self) -> &std::sync::Arc<ConnectionStats> {
+        &self.connections
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -313,6 +322,14 @@ impl Metrics {
             "Uploads that could not be stored.",
             self.store_failures.load(Ordering::Relaxed),
         );
+        for (name, kind, help, value) in self.connections.series() {
+            scalar(&mut out, name, kind, help, value);
+        }
+        let (name, help) = crate::connection::TIMEOUTS_SERIES;
+        header(&mut out, name, "counter", help);
+        for (phase, n) in self.connections.timeouts() {
+            let _ = writeln!(out, "{name}{{phase=\"{phase}\"}} {n}");
+        }
         scalar(
             &mut out,
             "imgclass_ready",

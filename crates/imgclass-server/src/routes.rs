@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::state::{AppState, Phase, Serving};
 use crate::storage::{HistoryPage, StoredRecord, now_rfc3339, parse_time, valid_id};
 use crate::telemetry::{RequestContext, ms_header};
-use crate::{assets, auth, inference, kserve, limits, openapi, telemetry, upload};
+use crate::{assets, auth, connection, inference, kserve, limits, openapi, telemetry, upload};
 
 pub const IMAGE_ID: &str = "x-image-id";
 pub const QUEUE_TIME: &str = "x-queue-time";
@@ -61,11 +61,14 @@ pub fn router(state: AppState) -> Router {
     for path in assets::paths() {
         public = public.route(path, get(assets::serve));
     }
-    let mut app = public
+    let app = public
         .merge(private)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), telemetry::observe));
+        .method_not_allowed_fallback(method_not_allowed);
+    // Inside `observe`, so a trickled body is logged and counted as its 408.
+    let mut app =
+        connection::with_body_deadline(app, &o.connection, state.metrics().connections().clone())
+            .layer(from_fn_with_state(state.clone(), telemetry::observe));
     if let Some(cors) = cors_layer(&o.cors_origins) {
         app = app.layer(cors);
     }

@@ -12,6 +12,7 @@ use imgclass_engines::EngineArgs;
 use tokio::sync::Semaphore;
 
 use crate::batcher::{BatchConfig, Batcher};
+use crate::connection::ConnectionOptions;
 use crate::error::{ApiError, ServerError};
 use crate::metrics::Metrics;
 use crate::pool::BlockingPool;
@@ -45,6 +46,8 @@ pub struct ServerOptions {
     pub api_key: Option<String>,
     /// Time allowed for draining after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Connection limits and timeouts.
+    pub connection: ConnectionOptions,
 }
 
 impl Default for ServerOptions {
@@ -62,6 +65,7 @@ impl Default for ServerOptions {
             cors_origins: Vec::new(),
             api_key: None,
             shutdown_grace: Duration::from_secs(30),
+            connection: ConnectionOptions::default(),
         }
     }
 }
