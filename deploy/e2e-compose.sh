@@ -21,7 +21,8 @@
 # `cargo test` that uses imgclass-testkit fills it).
 #
 # Env: IMGCLASS_E2E_WEB_PORT (8080), IMGCLASS_E2E_KEEP=1 (leave the stack up),
-# BASE_IMAGE (imgclass-base:bookworm), DOCKER (docker CLI to use).
+# BASE_IMAGE (imgclass-base:bookworm), DOCKER (docker CLI to use),
+# IMGCLASS_BIN (a release binary instead of building one).
 set -euo pipefail
 start_time=$(date +%s)
 cd "$(dirname "$0")/.."
@@ -100,15 +101,8 @@ say "base image $base_image (debootstrap + docker import)"
 DOCKER="$docker" "$repo/deploy/docker/make-base.sh" "$base_image"
 
 say "classifier binary and model home (host build)"
-cargo build --release --locked -p imgclass --quiet
-bin="$CARGO_TARGET_DIR/release/imgclass"
-home="${IMGCLASS_HOME:-$HOME/.cache/imgclass}"
-"$bin" --home "$home" model fetch >/dev/null
 ctx="$work/context"
-mkdir -p "$ctx/prebuilt/bin" "$ctx/prebuilt/home"
-# Debug line tables are for the host; the image gets a stripped copy.
-strip --strip-debug -o "$ctx/prebuilt/bin/imgclass" "$bin"
-cp -r "$home/efficientnet-lite0" "$home/runtime" "$ctx/prebuilt/home/"
+"$repo/deploy/docker/prebuilt-context.sh" "$ctx"
 
 say "docker build $ml_image (ARTIFACTS=prebuilt)"
 "${build_cmd[@]}" -q -f "$repo/deploy/docker/Dockerfile" \
@@ -166,7 +160,10 @@ PY
 
 say "page and API through the gateway"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/")" = 200 ] || fail "GET /"
-curl -s "$base/" | grep -q '<script src="app.js"' || fail "GET / is not the page"
+# Read the page first: `curl | grep -q` under pipefail fails when grep stops
+# reading early (curl then exits 23).
+page="$(curl -s "$base/")"
+grep -q '<script src="app.js"' <<<"$page" || fail "GET / is not the page"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/app.js")" = 200 ] || fail "GET /app.js"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:5001/readyz")" = 200 ] || fail "ml not published on 5001"
 

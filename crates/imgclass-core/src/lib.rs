@@ -16,5 +16,14 @@ pub use postprocess::{Prediction, softmax, top_k};
 pub use preprocess::{DecodeLimits, ImageError, ImageFormat, Preprocessed, Preprocessor};
 pub use repository::{LoadedModel, ModelRepository, ORT_VERSION, RepositoryError};
 
+/// CPUs this process may use: affinity mask and cgroup CPU quota included
+/// (std reads `cpu.max` / `cpu.cfs_quota_us`), so a container limited to
+/// 1.5 CPUs gets 1.
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 /// Name of the model used when none is asked for.
 pub const DEFAULT_MODEL: &str = "efficientnet-lite0";

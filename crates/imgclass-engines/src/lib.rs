@@ -51,40 +51,6 @@ impl std::fmt::Display for EngineChoice {
     }
 }
 
-/// Engine selection shared by every command that runs a model
-/// (`classify`, `serve`, `model bench`): one definition per flag.
-#[derive(clap::Args, Debug, Clone)]
-pub struct EngineArgs {
-    /// Inference engine: auto (ONNX Runtime if it loads, else tract), ort or tract.
-    #[arg(long, env = "IMGCLASS_ENGINE", default_value = "auto")]
-    pub engine: EngineChoice,
-    /// Model name in the model home.
-    #[arg(long, env = "IMGCLASS_MODEL", default_value = imgclass_core::DEFAULT_MODEL)]
-    pub model: String,
-    /// Parallel engine sessions (default: the CPUs this process may use).
-    #[arg(long, env = "IMGCLASS_SESSIONS")]
-    pub sessions: Option<usize>,
-    /// Threads inside each session.
-    #[arg(long, env = "IMGCLASS_THREADS", default_value_t = 1)]
-    pub threads: usize,
-    /// ONNX Runtime shared library (default: the one `model fetch` installed).
-    #[arg(long, env = "IMGCLASS_ORT_LIB")]
-    pub ort_lib: Option<PathBuf>,
-}
-
-impl EngineArgs {
-    /// The engine options these flags ask for.
-    pub fn options(&self) -> EngineOptions {
-        let mut options = EngineOptions::default();
-        if let Some(s) = self.sessions {
-            options.sessions = s.max(1);
-        }
-        options.intra_threads = self.threads.max(1);
-        options.ort_library = self.ort_lib.clone();
-        options
-    }
-}
-
 /// A model that could not be brought up.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -94,14 +60,16 @@ pub enum LoadError {
     Engine(#[from] EngineError),
 }
 
-/// Loads the model named in `args` from `home` on the engine `args` asks for.
+/// Loads model `name` from `home` on the engine `choice` names.
 pub fn load(
     home: &std::path::Path,
-    args: &EngineArgs,
+    name: &str,
+    choice: EngineChoice,
+    options: &EngineOptions,
 ) -> Result<(LoadedModel, Arc<dyn Engine>), LoadError> {
-    let model = imgclass_core::ModelRepository::new(home).load(&args.model)?;
-    let engine = load_engine(&model, args.engine, &args.options(), home)?;
-    tracing::info!(model = %args.model, engine = %engine.kind(), detail = %engine.describe(), "engine ready");
+    let model = imgclass_core::ModelRepository::new(home).load(name)?;
+    let engine = load_engine(&model, choice, options, home)?;
+    tracing::info!(model = %name, engine = %engine.kind(), detail = %engine.describe(), "engine ready");
     Ok((model, engine))
 }
 
@@ -135,14 +103,7 @@ impl Default for EngineOptions {
     }
 }
 
-/// CPUs this process may use: affinity mask and cgroup CPU quota included
-/// (std reads `cpu.max` / `cpu.cfs_quota_us`), so a container limited to
-/// 1.5 CPUs gets 1.
-pub fn usable_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
+pub use imgclass_core::usable_cpus;
 
 /// The library path used when none is given: `$IMGCLASS_ORT_LIB`, else the
 /// copy `imgclass model fetch` put in the model home.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use imgclass_core::engine::{EngineKind, check_input};
-use imgclass_core::{Engine, EngineError, InputLayout, LoadedModel, ORT_VERSION};
+use imgclass_core::{Engine, EngineError, LoadedModel, ORT_VERSION};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
@@ -113,14 +113,9 @@ impl OrtEngine {
                 output_name,
             });
         }
-        let (w, h) = (cfg.input.width as usize, cfg.input.height as usize);
-        let dims = match cfg.input.layout {
-            InputLayout::Nchw => [3, h, w],
-            InputLayout::Nhwc => [h, w, 3],
-        };
         Ok(OrtEngine {
             pool: Pool::new(sessions),
-            dims,
+            dims: cfg.input.dims(),
             image_len: cfg.image_len(),
             classes: cfg.output.classes,
             intra_threads: options.intra_threads.max(1),
@@ -155,6 +150,9 @@ impl Engine for OrtEngine {
     }
     fn sessions(&self) -> usize {
         self.pool.len()
+    }
+    fn threads_per_call(&self) -> usize {
+        self.intra_threads
     }
     fn describe(&self) -> String {
         format!(

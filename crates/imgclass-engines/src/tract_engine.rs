@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use imgclass_core::engine::{EngineKind, check_input};
-use imgclass_core::{Engine, EngineError, InputLayout, LoadedModel};
+use imgclass_core::{Engine, EngineError, LoadedModel};
 use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 
@@ -33,11 +33,8 @@ impl TractEngine {
             what: format!("model {} in tract", onnx.display()),
             reason: format!("{e:#}"),
         };
-        let (w, h) = (cfg.input.width as usize, cfg.input.height as usize);
-        let shape = match cfg.input.layout {
-            InputLayout::Nchw => [1, 3, h, w],
-            InputLayout::Nhwc => [1, h, w, 3],
-        };
+        let [a, b, c] = cfg.input.dims();
+        let shape = [1, a, b, c];
         let typed = tract_onnx::onnx()
             .model_for_path(&onnx)
             .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
@@ -84,6 +81,9 @@ impl Engine for TractEngine {
     }
     fn sessions(&self) -> usize {
         self.pool.len()
+    }
+    fn threads_per_call(&self) -> usize {
+        self.intra_threads
     }
     fn describe(&self) -> String {
         format!(

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Everything that can stop `imgclass loadtest` before it produces a report.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadtestError {
-    /// The command line was understood by clap but makes no sense as a whole.
+    /// The options are understood one by one but make no sense together.
     #[error("invalid arguments: {0}")]
     InvalidArgs(String),
 

@@ -7,16 +7,17 @@
 //! charts, and a self-contained `report.html`. `report CSV` re-renders those
 //! from a CSV.
 //!
-//! The binary wires [`LoadtestArgs`] into its clap tree and calls [`run`].
+//! The binary maps its flags to [`LoadtestOptions`] and calls [`run`] (or
+//! [`report`]).
 //!
-//! Modules, one concern each: [`cli`] (flags), [`images`] (payloads),
+//! Modules, one concern each: [`options`] (what to do), [`images`] (payloads),
 //! [`client`] (HTTP), [`schedule`] (load models), [`stats`] (summary),
 //! [`output`] (files), [`plots`], [`report`] (HTML), [`progress`] (terminal).
 
-pub mod cli;
 pub mod client;
 mod error;
 pub mod images;
+pub mod options;
 pub mod output;
 pub mod plots;
 pub mod progress;
@@ -29,26 +30,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub use cli::{LoadtestArgs, LoadtestCommand, ReportArgs};
 pub use error::LoadtestError;
+pub use options::{ApiKey, LoadModel, LoadtestOptions, ProgressMode, ReportOptions, StopAt};
 pub use record::{ErrorKind, Record};
 pub use stats::Summary;
 
-use cli::{LoadModel, StopAt};
 use client::{Client, Target};
 use images::Payloads;
 use progress::Progress;
 use schedule::{Collector, Phase};
 use stats::Settings;
 
-/// Runs `imgclass loadtest` (or its `report` subcommand) on its own tokio
-/// runtime. `Ok(ExitCode::FAILURE)` means the run completed but missed
-/// `--fail-under`.
-pub fn run(args: LoadtestArgs) -> Result<ExitCode, LoadtestError> {
-    if let Some(LoadtestCommand::Report(report)) = &args.command {
-        return run_report(report);
-    }
-    let images_dir = args.images_dir()?.clone();
+/// Runs `imgclass loadtest` on its own tokio runtime.
+/// `Ok(ExitCode::FAILURE)` means the run completed but missed `fail_under`.
+pub fn run(args: LoadtestOptions) -> Result<ExitCode, LoadtestError> {
+    let images_dir = args.images.clone();
     let payloads = Arc::new(images::load(&images_dir, &args.field)?);
     let model = args.load_model();
     let stop = args.stop_at(payloads.items.len());
@@ -78,7 +74,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode, LoadtestError> {
     );
     output::write_run(&out, &records, &summary, fonts(args.font.as_deref()))?;
     print!("{}", progress::summary_table(&summary, Some(&out)));
-    let threshold = args.fail_under.map(|f| f.0);
+    let threshold = args.fail_under;
     if summary.meets(threshold) {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -94,7 +90,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode, LoadtestError> {
 /// Warm-up, then the measured phase with live progress; records in
 /// schedule order.
 async fn measure(
-    args: &LoadtestArgs,
+    args: &LoadtestOptions,
     payloads: Arc<Payloads>,
     model: LoadModel,
     stop: StopAt,
@@ -104,12 +100,12 @@ async fn measure(
         target,
         &payloads.content_type,
         args.api_key.as_ref().map(|k| k.0.as_str()),
-        args.timeout.0,
+        args.timeout,
     )?);
     let collector = Arc::new(Collector::default());
     let mut phases = Vec::with_capacity(2);
     if args.warmup > 0 {
-        if args.progress != cli::ProgressMode::Off {
+        if args.progress != ProgressMode::Off {
             eprintln!("warm-up: {} requests (not recorded)", args.warmup);
         }
         let stop = StopAt {
@@ -141,8 +137,9 @@ async fn measure(
     Ok(records)
 }
 
-/// `imgclass loadtest report CSV [--out DIR]`.
-fn run_report(args: &ReportArgs) -> Result<ExitCode, LoadtestError> {
+/// `imgclass loadtest report CSV [--out DIR]`: re-renders summary.json,
+/// plots and report.html from a results.csv.
+pub fn report(args: ReportOptions) -> Result<ExitCode, LoadtestError> {
     let records = output::csv::read(&args.csv)?;
     let csv_dir = match args.csv.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -180,7 +177,7 @@ fn default_out_dir() -> PathBuf {
 }
 
 fn settings(
-    args: &LoadtestArgs,
+    args: &LoadtestOptions,
     images_dir: &Path,
     payloads: &Payloads,
     model: LoadModel,
@@ -205,9 +202,9 @@ fn settings(
         requests: stop.requests,
         duration_s: stop.duration.map(|d| d.as_secs_f64()),
         warmup: args.warmup,
-        timeout_s: args.timeout.0.as_secs_f64(),
+        timeout_s: args.timeout.as_secs_f64(),
         api_key: args.api_key.is_some(),
-        fail_under: args.fail_under.map(|f| f.0),
+        fail_under: args.fail_under,
     })
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::{ProgressMode, StopAt};
+use crate::options::{ProgressMode, StopAt};
 use crate::record::Record;
 use crate::stats::{Latency, Summary, new_histogram};
 

@@ -20,10 +20,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cli::{LoadModel, StopAt};
 use crate::client::{Client, Exchange};
 use crate::error::LoadtestError;
 use crate::images::Payloads;
+use crate::options::{LoadModel, StopAt};
 use crate::progress::Live;
 use crate::record::Record;
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use common::{Conn, image_form, jpeg_500x375};
 use imgclass_core::{DecodeLimits, Preprocessor};
-use imgclass_engines::EngineArgs;
+use imgclass_engines::{EngineChoice, EngineOptions};
 use imgclass_server::{AppState, ServerOptions};
 
 #[derive(Parser, Debug)]
@@ -49,8 +49,18 @@ struct Args {
     /// Also write the 500x375 JPEG upload here (for external load tools).
     #[arg(long)]
     save_upload: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    engine: EngineArgs,
+    /// Engine: auto, ort or tract.
+    #[arg(long, default_value = "auto")]
+    engine: EngineChoice,
+    /// Model in the model home.
+    #[arg(long, default_value = imgclass_core::DEFAULT_MODEL)]
+    model: String,
+    /// Engine sessions (default: one per usable CPU).
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Threads per session.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 struct Run {
@@ -195,10 +205,15 @@ async fn bench(args: Args) {
     // 1. Startup to ready, as `serve`'s background loader does it.
     let t0 = Instant::now();
     let state = AppState::new(options).expect("state");
-    let (engine_args, s) = (args.engine.clone(), state.clone());
+    let s = state.clone();
+    let (name, choice) = (args.model.clone(), args.engine);
+    let mut engine_options = EngineOptions::default();
+    engine_options.sessions = args.sessions.unwrap_or(engine_options.sessions).max(1);
+    engine_options.intra_threads = args.threads.max(1);
     let (model, engine) = tokio::task::spawn_blocking(move || {
-        imgclass_model::ensure_model(&home, &engine_args.model).expect("model present");
-        let (model, engine) = imgclass_engines::load(&home, &engine_args).expect("load engine");
+        imgclass_model::ensure_model(&home, &name).expect("model present");
+        let (model, engine) =
+            imgclass_engines::load(&home, &name, choice, &engine_options).expect("load engine");
         s.install(model.clone(), engine.clone()).expect("install");
         (model, engine)
     })

@@ -8,8 +8,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use crate::app::AppState;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Compares two secrets in time independent of where they differ (and of
 /// their lengths: both are hashed first).

@@ -1,19 +1,21 @@
 //! Every error the service can answer with, and the one place that maps
-//! each kind to an HTTP status and a JSON body `{"error": "..."}`.
+//! each kind to an HTTP status and a JSON body `{"error": "..."}`, including
+//! the pipeline's [`PipelineError`].
 //!
 //! Messages are written for the client: they say what was wrong with the
-//! request and never echo internals (paths, engine errors, panics). Server
-//! faults are logged with their detail and answered with a generic 500.
+//! request and never echo internals (paths, engine errors, panics). A
+//! server fault is answered with a generic 500; its detail travels in the
+//! response's extensions to the telemetry middleware, which logs it with
+//! the request id and strips it.
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use imgclass_core::ImageError;
+use imgclass_pipeline::PipelineError;
 
-/// How long clients are told to wait after a 503 (queue full or loading).
-pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+use crate::response::{self, InternalDetail, StoreFailure};
 
 /// An answer that is not a success.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,12 @@ pub enum ApiError {
     BodyTimeout(String),
     #[error("missing or wrong API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// Under `--require-store`, the upload could not be stored; `detail`
+    /// is logged with the request id, never sent.
+    #[error(
+        "the upload could not be stored (the images folder is full or not writable); it was not classified"
+    )]
+    NotStored { detail: String },
     /// A server fault; `detail` is logged, never sent.
     #[error("internal error")]
     Internal { detail: String },
@@ -98,6 +106,7 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotStored { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,23 +130,40 @@ impl From<ImageError> for ApiError {
     }
 }
 
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::QueueFull => ApiError::QueueFull,
+            PipelineError::Closed => ApiError::ShuttingDown,
+            PipelineError::Timeout(budget) => ApiError::Timeout(budget),
+            PipelineError::Image { index, error } => ApiError::Image { index, error },
+            PipelineError::Tensor(message) => ApiError::BadRequest(message),
+            PipelineError::Internal(detail) => ApiError::Internal { detail },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiError::Internal { detail } = &self {
-            tracing::error!(%detail, "internal error");
-        }
-        let mut response =
-            (status, Json(serde_json::json!({ "error": self.message() }))).into_response();
-        let headers = response.headers_mut();
+        let mut response = response::error_body(status, &self.message());
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(RETRY_AFTER.as_secs()),
-            );
+            response::retry_later(&mut response);
         }
         if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        match self {
+            ApiError::Internal { detail } => {
+                response.extensions_mut().insert(InternalDetail(detail));
+            }
+            ApiError::NotStored { detail } => {
+                response.extensions_mut().insert(StoreFailure(detail));
+            }
+            _ => {}
         }
         response
     }
@@ -158,8 +184,8 @@ pub enum ServerError {
         path: String,
         source: std::io::Error,
     },
-    #[error("the model could not be loaded: {0}")]
-    Load(String),
+    #[error(transparent)]
+    Load(#[from] imgclass_pipeline::LifecycleError),
 }
 
 #[cfg(test)]
@@ -199,6 +225,12 @@ mod tests {
             (ApiError::QueueFull, 503),
             (ApiError::Timeout(Duration::from_secs(1)), 504),
             (ApiError::BodyTimeout("slow".into()), 408),
+            (
+                ApiError::NotStored {
+                    detail: "EROFS".into(),
+                },
+                507,
+            ),
             (ApiError::Unauthorized, 401),
         ];
         for (e, status) in cases {
@@ -221,5 +253,34 @@ mod tests {
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         let r = ApiError::Unauthorized.into_response();
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[test]
+    fn pipeline_errors_map_to_statuses_and_internal_detail_is_kept_for_the_log() {
+        let cases = [
+            (PipelineError::QueueFull, 503),
+            (PipelineError::Closed, 503),
+            (PipelineError::Timeout(Duration::from_secs(2)), 504),
+            (PipelineError::Tensor("tensor 0 has 3 values".into()), 400),
+            (
+                PipelineError::Image {
+                    index: Some(1),
+                    error: ImageError::ZeroSized {
+                        width: 0,
+                        height: 1,
+                    },
+                },
+                422,
+            ),
+            (PipelineError::Internal("engine exploded".into()), 500),
+        ];
+        for (e, status) in cases {
+            assert_eq!(ApiError::from(e.clone()).status().as_u16(), status, "{e:?}");
+        }
+        let r = ApiError::from(PipelineError::Internal("secret".into())).into_response();
+        assert_eq!(
+            r.extensions().get::<InternalDetail>().map(|d| d.0.as_str()),
+            Some("secret")
+        );
     }
 }

@@ -1,78 +1,90 @@
 //! `imgclass serve`: the HTTP face of the classifier.
 //!
-//! One upload travels one way, each step in its own module:
+//! One upload travels one way:
 //!
 //! ```text
-//! routes / kserve ─▶ auth, limits ─▶ inference (preprocess on a bounded
-//! blocking pool) ─▶ batcher (bounded queue, engine worker threads)
-//! ─▶ top-k ─▶ response; storage writes the upload in the background
+//! router ─▶ telemetry, auth, limits ─▶ handlers (seed, kserve, history,
+//! health) ─▶ the model's Pipeline (imgclass-pipeline: admission, decode
+//! pool, batch queue, engine workers, softmax, top-k) ─▶ commit (the
+//! upload and its record durable in the images folder) ─▶ response
 //! ```
 //!
-//! [`run`] is what the binary calls. Tests and benchmarks build the same
-//! app in-process with [`AppState::with_engine`] and [`router`] (or
-//! [`serve`] on a listener they bound themselves).
+//! [`run`] is what the binary calls, with the options its flags produced
+//! and a [`ModelLoader`] that fetches and loads models (this crate knows
+//! nothing of fetching or engines). Tests and benchmarks build the same app
+//! in-process with [`AppState::with_engine`] and [`router`] (or [`serve`]
+//! on a listener they bound themselves).
 
-mod args;
+mod app;
 mod assets;
 mod auth;
-mod batcher;
+mod commit;
 mod connection;
 mod error;
-mod inference;
-mod kserve;
+mod handlers;
 mod limits;
 mod metrics;
 mod openapi;
-mod pool;
-mod routes;
+mod options;
+mod query;
+mod response;
+mod router;
 mod shutdown;
-mod state;
 mod storage;
 mod telemetry;
 mod upload;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-pub use args::{ServeArgs, parse_duration, parse_size};
-pub use batcher::{BatchError, Scored};
+pub use app::{AppState, Phase};
+pub use commit::StoreSync;
 pub use connection::ConnectionOptions;
 pub use error::{ApiError, ServerError};
-pub use routes::{SeedPrediction, router};
+pub use handlers::seed::SeedPrediction;
+pub use imgclass_pipeline::ModelLoader;
+pub use options::ServerOptions;
+pub use router::router;
 pub use shutdown::signal as shutdown_signal;
-pub use state::{AppState, Phase, ServerOptions};
 pub use storage::{HistoryPage, Storage, StoredRecord};
+/// The `/classify` body reader, public for the fuzz harness (crate imgclass-fuzz).
+pub use upload::{Upload, read_upload};
 
-/// Runs the server until SIGTERM/SIGINT; builds its own tokio runtime.
-/// `home` is the model home.
+/// Runs the server on `host:port` until SIGTERM/SIGINT; builds its own
+/// tokio runtime.
 ///
-/// Health endpoints answer as soon as the socket is bound; the model is
-/// fetched (first use), loaded and warmed up in the background, and only
-/// then does readiness turn true. A model that cannot be loaded stops the
-/// server with an error, so an orchestrator restarts it rather than
-/// keeping a replica that will never be ready.
-pub fn run(args: ServeArgs, home: PathBuf) -> Result<(), ServerError> {
+/// Health endpoints answer as soon as the socket is bound; the models of
+/// `options.models` are loaded through `loader` and warmed up in the
+/// background, and only then does readiness turn true. A model that cannot
+/// be loaded stops the server with an error, so an orchestrator restarts it
+/// rather than keeping a replica that will never be ready.
+pub fn run(
+    options: ServerOptions,
+    host: &str,
+    port: u16,
+    loader: Arc<dyn ModelLoader>,
+) -> Result<(), ServerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("imgclass-http")
         .build()
         .map_err(ServerError::Runtime)?;
+    let addr = format!("{host}:{port}");
     let result = runtime.block_on(async move {
-        let options = args.options();
-        let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|source| ServerError::Bind {
                 addr: addr.clone(),
                 source,
             })?;
-        let state = AppState::new(options)?;
+        let state = AppState::with_loader(options, loader)?;
         tracing::info!(
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr),
-            "listening; loading the model in the background"
+            models = %state.configured().join(","),
+            "listening; loading the models in the background"
         );
-        let failed = state::spawn_loader(state.clone(), home, args.engine.clone(), Instant::now());
+        let failed = app::spawn_loader(state.clone(), Instant::now());
         let stop = async move {
             tokio::select! {
                 _ = shutdown::signal() => {}

@@ -94,6 +94,7 @@ pub fn document() -> Value {
     let timing_headers = json!({
         "X-Request-Id": { "schema": { "type": "string" }, "description": "Request id (the client's, if sane)" },
         "X-Image-Id": { "schema": { "type": "string" }, "description": "sha256 of the uploaded bytes" },
+        "X-Model": { "schema": { "type": "string" }, "description": "The model that answered" },
         "X-Queue-Time": { "schema": { "type": "string" }, "description": "ms waiting for an engine worker" },
         "X-Inference-Time": { "schema": { "type": "string" }, "description": "ms of the engine call" },
         "X-Total-Time": { "schema": { "type": "string" }, "description": "ms from arrival to response" },
@@ -180,7 +181,7 @@ pub fn document() -> Value {
                 json!({
                     "parameters": [
                         { "name": "top_k", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 20, "default": 3 } },
-                        { "name": "model", "in": "query", "schema": { "type": "string" }, "description": "Default: the served model" }
+                        { "name": "model", "in": "query", "schema": { "type": "string" }, "description": "Which served model answers (default: the first of `--model`); unknown: 404" }
                     ],
                     "requestBody": { "required": true, "content": {
                         "multipart/form-data": { "schema": { "type": "object", "required": ["image"],

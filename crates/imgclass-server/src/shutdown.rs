@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use tokio::net::TcpListener;
 
+use crate::app::AppState;
 use crate::connection;
 use crate::error::ServerError;
-use crate::routes::router;
-use crate::state::AppState;
+use crate::router::router;
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what `docker stop` and
 /// Kubernetes send).

@@ -1,7 +1,9 @@
 //! Per-request bookkeeping around every route: a request id (the client's
 //! `X-Request-Id` when it is sane, else a fresh one), the arrival time the
-//! handlers measure their deadline from, metrics by route template, the
-//! `X-Request-Id` and `X-Total-Time` response headers and one log line.
+//! handlers measure their deadline from, metrics by route template and
+//! model, the `X-Request-Id` and `X-Total-Time` response headers, one
+//! access log line, and the log line of a server fault with its detail
+//! and the request id.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
@@ -13,10 +15,10 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::state::AppState;
-
-pub const REQUEST_ID: &str = "x-request-id";
-pub const TOTAL_TIME: &str = "x-total-time";
+use crate::app::AppState;
+use crate::response::{
+    InternalDetail, REQUEST_ID, ServedModel, StoreFailure, TOTAL_TIME, ms_header,
+};
 
 /// Routes that run the model; `/api/stats` summarises these.
 pub const INFERENCE_ROUTES: &[&str] = &["/classify", "/v2/models/{name}/infer"];
@@ -57,12 +59,6 @@ fn client_request_id(req: &Request) -> Option<String> {
     ok.then(|| v.to_string())
 }
 
-/// Formats a duration in milliseconds for the timing headers.
-pub fn ms_header(d: std::time::Duration) -> HeaderValue {
-    HeaderValue::from_str(&format!("{:.3}", d.as_secs_f64() * 1e3))
-        .expect("digits are a valid header")
-}
-
 /// The middleware.
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let arrived = Instant::now();
@@ -84,7 +80,15 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let elapsed = arrived.elapsed();
     let status = response.status().as_u16();
     let inference = INFERENCE_ROUTES.contains(&route.as_str());
-    metrics.observe_request(&route, status, elapsed, inference && status == 200);
+    let model = response.extensions_mut().remove::<ServedModel>();
+    let model = model.as_ref().map(|m| m.0.as_str());
+    metrics.observe_request(&route, status, model, elapsed, inference && status == 200);
+    if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {
+        tracing::error!(%method, %path, status, request_id = %id, %detail, "internal error");
+    }
+    if let Some(StoreFailure(detail)) = response.extensions_mut().remove::<StoreFailure>() {
+        tracing::error!(%method, %path, status, request_id = %id, %detail, "upload not stored");
+    }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, v);

@@ -214,6 +214,38 @@ pub fn reencode(name: &str, format: image::ImageFormat, rgba: bool) -> Vec<u8> {
     out.into_inner()
 }
 
+/// The `i`-th of an endless series of distinct real photos: the test
+/// photos in turn, each with one 8×8 block recoloured from `i`, as JPEG
+/// (different bytes, so a different image id, and still the same scene
+/// for the model). For loads of unique uploads.
+pub fn unique_photo(i: usize) -> Vec<u8> {
+    static DECODED: OnceLock<Vec<image::RgbImage>> = OnceLock::new();
+    let decoded = DECODED.get_or_init(|| {
+        PHOTOS
+            .iter()
+            .map(|p| {
+                image::load_from_memory(&photo_bytes(p.2))
+                    .expect("decode photo")
+                    .to_rgb8()
+            })
+            .collect()
+    });
+    let mut img = decoded[i % decoded.len()].clone();
+    let n = i / decoded.len();
+    let (bw, bh) = ((img.width() / 8).max(1), (img.height() / 8).max(1));
+    let (bx, by) = ((n as u32 % bw) * 8, ((n as u32 / bw) % bh) * 8);
+    let colour = image::Rgb([(n * 37) as u8, (n * 91 + 13) as u8, (n / 256 * 53) as u8]);
+    for y in by..(by + 8).min(img.height()) {
+        for x in bx..(bx + 8).min(img.width()) {
+            img.put_pixel(x, y, colour);
+        }
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode jpeg");
+    out.into_inner()
+}
+
 /// A model home with the real default model (and ONNX Runtime), fetched and
 /// converted once. `$IMGCLASS_TEST_HOME` overrides; the default is the
 /// user's model home, so a developer's `imgclass model fetch` is reused.
@@ -229,6 +261,63 @@ pub fn model_home() -> &'static Path {
             .unwrap_or_else(|e| panic!("fetching the default model for tests: {e}"));
         home
     })
+}
+
+/// Name of the second model of [`two_model_home`].
+pub const ALT_MODEL: &str = "efficientnet-lite0-alt";
+/// What every label of [`ALT_MODEL`] starts with.
+pub const ALT_PREFIX: &str = "ALT ";
+
+/// A model home with two models: the real default model, and
+/// [`ALT_MODEL`], the same ONNX file under another name whose labels all
+/// start with [`ALT_PREFIX`], so a test can tell which model answered.
+/// The runtime and the default model are links into [`model_home`].
+pub fn two_model_home() -> &'static Path {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let source = model_home();
+        let default = imgclass_core::DEFAULT_MODEL;
+        let dir = cache_root().join(format!("two-models-{}", hex_of(source)));
+        once_dir(&dir, |stage| {
+            std::os::unix::fs::symlink(source.join("runtime"), stage.join("runtime"))
+                .expect("link the runtime");
+            std::os::unix::fs::symlink(source.join(default), stage.join(default))
+                .expect("link the default model");
+            let model = ModelRepository::new(source)
+                .load(default)
+                .expect("the default model loads");
+            let alt = stage.join(ALT_MODEL);
+            fs::create_dir(&alt).expect("create the second model folder");
+            std::os::unix::fs::symlink(model.onnx_path(), alt.join(&model.config.onnx))
+                .expect("link the ONNX file");
+            let labels =
+                fs::read_to_string(model.dir.join(&model.config.labels)).expect("read the labels");
+            let renamed: String = labels
+                .lines()
+                .map(|l| format!("{ALT_PREFIX}{l}\n"))
+                .collect();
+            fs::write(alt.join(&model.config.labels), renamed).expect("write the labels");
+            let mut config = model.config.clone();
+            config.name = ALT_MODEL.to_string();
+            config.description =
+                format!("{default} with every label prefixed {ALT_PREFIX:?} (tests)");
+            fs::write(
+                alt.join(imgclass_core::repository::MODEL_TOML),
+                config.to_toml(),
+            )
+            .expect("write model.toml");
+        });
+        dir
+    })
+}
+
+/// A short stable tag of a path, so caches made from different model homes
+/// do not collide.
+fn hex_of(path: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// The reference input of DESIGN.md: `x[c,h,w] = ((((h·224+w)·(c+1)) mod 255) − 127)/128`, NCHW.

@@ -1,129 +1,100 @@
-//! `imgclass classify`: decode in parallel, infer in batches on every
-//! engine session at once, print in input order as results arrive.
+//! `imgclass classify`: the same pipeline as the server (decode pool,
+//! batch queue, engine workers, softmax, top-k), fed from files, printing
+//! in input order as results arrive.
 //!
-//! Pipeline: rayon decodes → bounded channel → one thread per engine
-//! session takes up to `--batch-size` ready tensors per call → results are
-//! re-ordered and printed. Decoding overlaps inference, and a bad file only
-//! produces an error line for itself.
+//! Every file becomes a task that waits for room in the pipeline (so at
+//! most a queue's worth of images is in memory), reads the file, and
+//! classifies it; decoding overlaps inference, and a bad file only produces
+//! an error line for itself.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossbeam_channel::{bounded, unbounded};
+use imgclass::cli::Global;
+use imgclass::cli::classify::ClassifyArgs;
 use imgclass_core::preprocess::ImageFormat;
-use imgclass_core::{DecodeLimits, Prediction, Preprocessor, softmax, top_k};
-use rayon::prelude::*;
+use imgclass_core::{DecodeLimits, Prediction, usable_cpus};
+use imgclass_pipeline::{Deadline, ModelLoader, NoObserver, Pipeline, PipelineOptions, Resources};
 use serde::Serialize;
 
-use crate::cli::{ClassifyArgs, Global};
-use crate::common::load_model;
+use crate::loader::HomeLoader;
 
 type Outcome = Result<Vec<Prediction>, String>;
+
+/// No per-image deadline on the command line; a day stands for "none".
+const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
 pub fn run(global: &Global, args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     let files = collect_files(&args.paths)?;
     if files.is_empty() {
         anyhow::bail!("no images found in {:?}", args.paths);
     }
-    let (model, engine) = load_model(global, &args.engine)?;
-    let limits = DecodeLimits {
-        max_pixels: args.max_pixels,
-        ..DecodeLimits::default()
-    };
-    let pre = Preprocessor::new(model.config.input.clone(), limits);
-    let softmax_needed = model.config.output.softmax;
-    let classes = engine.num_classes();
+    let name = args.engine.single_model().map_err(anyhow::Error::msg)?;
+    let (model, engine) = HomeLoader::new(global.home(), &args.engine)
+        .load(&name)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("loading model {name}"))?;
     let batch_size = usize::from(args.batch_size);
+    let options = PipelineOptions {
+        max_batch_size: batch_size,
+        max_batch_delay: Duration::ZERO,
+        queue_capacity: batch_size * engine.sessions() * 2,
+        limits: DecodeLimits {
+            max_pixels: args.decode.max_pixels,
+            ..DecodeLimits::default()
+        },
+    };
+    let cpus = usable_cpus();
+    let kind = engine.kind();
+    let pipeline = Arc::new(Pipeline::start(
+        model,
+        engine,
+        &options,
+        &Resources::new(cpus, cpus),
+        Arc::new(NoObserver),
+    ));
     let k = usize::from(args.top_k);
     let start = Instant::now();
 
-    let (tensor_tx, tensor_rx) = bounded::<(usize, Vec<f32>)>(batch_size * engine.sessions() * 2);
-    let (out_tx, out_rx) = unbounded::<(usize, Outcome)>();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Outcome)>();
+    for (i, file) in files.iter().enumerate() {
+        let (tx, pipeline, file) = (tx.clone(), pipeline.clone(), file.clone());
+        runtime.spawn(async move {
+            let outcome = classify_file(&pipeline, &file, k).await;
+            let _ = tx.send((i, outcome));
+        });
+    }
+    drop(tx);
+
     let mut failed = 0usize;
     let stdout = std::io::stdout();
-    std::thread::scope(|s| -> anyhow::Result<()> {
-        // Decoders.
-        let files_ref = &files;
-        let pre_ref = &pre;
-        let out_tx_dec = out_tx.clone();
-        s.spawn(move || {
-            (0..files_ref.len()).into_par_iter().for_each_with(
-                (tensor_tx, out_tx_dec),
-                |(ttx, otx), i| {
-                    let decoded = std::fs::read(&files_ref[i])
-                        .map_err(|e| format!("cannot read file: {e}"))
-                        .and_then(|bytes| pre_ref.preprocess(&bytes).map_err(|e| e.to_string()));
-                    match decoded {
-                        Ok(p) => {
-                            let _ = ttx.send((i, p.tensor));
-                        }
-                        Err(e) => {
-                            let _ = otx.send((i, Err(e)));
-                        }
-                    }
-                },
-            );
-        });
-        // Engine workers.
-        for _ in 0..engine.sessions() {
-            let rx = tensor_rx.clone();
-            let otx = out_tx.clone();
-            let engine = engine.clone();
-            let labels = &model.labels;
-            s.spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < batch_size {
-                        match rx.try_recv() {
-                            Ok(item) => batch.push(item),
-                            Err(_) => break,
-                        }
-                    }
-                    let input: Vec<f32> =
-                        batch.iter().flat_map(|(_, t)| t.iter().copied()).collect();
-                    match engine.infer(&input, batch.len()) {
-                        Ok(scores) => {
-                            for ((i, _), row) in batch.iter().zip(scores.chunks_exact(classes)) {
-                                let probs = if softmax_needed {
-                                    softmax(row)
-                                } else {
-                                    row.to_vec()
-                                };
-                                let _ = otx.send((*i, Ok(top_k(&probs, k, labels))));
-                            }
-                        }
-                        Err(e) => {
-                            for (i, _) in &batch {
-                                let _ = otx.send((*i, Err(format!("inference failed: {e}"))));
-                            }
-                        }
-                    }
-                }
-            });
-        }
-        drop(tensor_rx);
-        drop(out_tx);
-        // Printer: in input order.
-        let mut pending: BTreeMap<usize, Outcome> = BTreeMap::new();
-        let mut next = 0usize;
-        let mut out = stdout.lock();
-        for (i, outcome) in out_rx.iter() {
-            pending.insert(i, outcome);
-            while let Some(outcome) = pending.remove(&next) {
-                if outcome.is_err() {
-                    failed += 1;
-                }
-                print_one(&mut out, &files[next], &outcome, args.json)?;
-                next += 1;
+    let mut out = stdout.lock();
+    let mut pending: BTreeMap<usize, Outcome> = BTreeMap::new();
+    let mut next = 0usize;
+    while let Some((i, outcome)) = rx.blocking_recv() {
+        pending.insert(i, outcome);
+        while let Some(outcome) = pending.remove(&next) {
+            if outcome.is_err() {
+                failed += 1;
             }
+            print_one(&mut out, &files[next], &outcome, args.json)?;
+            next += 1;
         }
-        out.flush()?;
-        Ok(())
-    })?;
+    }
+    out.flush()?;
+    drop(runtime);
+    pipeline.close();
+
     let secs = start.elapsed().as_secs_f64();
     let ok = files.len() - failed;
     tracing::info!(
@@ -132,7 +103,7 @@ pub fn run(global: &Global, args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         failed,
         seconds = format!("{secs:.3}"),
         images_per_second = format!("{:.1}", files.len() as f64 / secs),
-        engine = %engine.kind(),
+        engine = %kind,
         "done"
     );
     Ok(if failed > 0 {
@@ -140,6 +111,19 @@ pub fn run(global: &Global, args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Waits for room in the pipeline, reads the file and classifies it.
+async fn classify_file(pipeline: &Pipeline, file: &Path, k: usize) -> Outcome {
+    let admitted = pipeline.admit_wait(1).await.map_err(|e| e.to_string())?;
+    let bytes = tokio::fs::read(file)
+        .await
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    let classified = pipeline
+        .classify(&admitted, bytes.into(), Deadline::after(NO_DEADLINE))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(pipeline.top_k(&classified.probabilities, k))
 }
 
 #[derive(Serialize)]

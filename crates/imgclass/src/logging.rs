@@ -2,7 +2,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+use imgclass::cli::LogFormat;
 
 pub fn init(format: LogFormat, verbose: u8) {
     let default = match verbose {

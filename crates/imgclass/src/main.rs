@@ -1,25 +1,26 @@
 //! `imgclass`: a thin command-line front end over the library crates.
 
 mod classify;
-mod cli;
-mod common;
+mod loader;
 mod logging;
 mod model_cmd;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use imgclass::cli::loadtest::Loadtest;
+use imgclass::cli::serve::ServeArgs;
+use imgclass::cli::{Cli, Command, Global};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = Cli::parse();
     logging::init(cli.global.log_format, cli.global.verbose);
     let result = match cli.command {
-        cli::Command::Classify(args) => classify::run(&cli.global, args),
-        cli::Command::Model(cmd) => model_cmd::run(&cli.global, cmd),
-        cli::Command::Serve(args) => imgclass_server::run(*args, common::home(&cli.global))
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Into::into),
-        cli::Command::Loadtest(args) => imgclass_loadtest::run(*args).map_err(Into::into),
+        Command::Classify(args) => classify::run(&cli.global, args),
+        Command::Model(cmd) => model_cmd::run(&cli.global, cmd),
+        Command::Serve(args) => serve(&cli.global, &args),
+        Command::Loadtest(args) => loadtest(&args),
     };
     match result {
         Ok(code) => code,
@@ -28,4 +29,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let loader = Arc::new(loader::HomeLoader::new(global.home(), &args.engine));
+    imgclass_server::run(args.options(), &args.host, args.port, loader)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn loadtest(args: &imgclass::cli::loadtest::LoadtestArgs) -> anyhow::Result<ExitCode> {
+    let code = match args.plan().map_err(anyhow::Error::msg)? {
+        Loadtest::Run(options) => imgclass_loadtest::run(options)?,
+        Loadtest::Report(options) => imgclass_loadtest::report(options)?,
+    };
+    Ok(code)
 }

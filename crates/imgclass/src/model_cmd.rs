@@ -3,11 +3,14 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use anyhow::Context;
+use imgclass::cli::Global;
+use imgclass::cli::model::{BenchArgs, FetchArgs, ModelCommand};
 use imgclass_core::ModelRepository;
 use imgclass_model::{FetchOptions, fetch_default_model};
+use imgclass_pipeline::ModelLoader;
 
-use crate::cli::{BenchArgs, FetchArgs, Global, ModelCommand};
-use crate::common::{home, load_model};
+use crate::loader::HomeLoader;
 
 pub fn run(global: &Global, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -18,7 +21,7 @@ pub fn run(global: &Global, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn fetch(global: &Global, args: FetchArgs) -> anyhow::Result<ExitCode> {
-    let mut options = FetchOptions::new(home(global));
+    let mut options = FetchOptions::new(global.home());
     options.force = args.force;
     options.wheelhouse = args.wheelhouse;
     options.python = args.python;
@@ -63,7 +66,7 @@ fn fetch(global: &Global, args: FetchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(global: &Global) -> anyhow::Result<ExitCode> {
-    let repo = ModelRepository::new(home(global));
+    let repo = ModelRepository::new(global.home());
     let names = repo.list();
     if names.is_empty() {
         println!(
@@ -101,7 +104,11 @@ fn list(global: &Global) -> anyhow::Result<ExitCode> {
 
 /// Median ms per image for each batch size, engine only.
 fn bench(global: &Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let (_, engine) = load_model(global, &args.engine)?;
+    let name = args.engine.single_model().map_err(anyhow::Error::msg)?;
+    let (_, engine) = HomeLoader::new(global.home(), &args.engine)
+        .load(&name)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("loading model {name}"))?;
     println!("engine: {}", engine.describe());
     for &batch in &args.batch {
         let batch = batch.max(1);

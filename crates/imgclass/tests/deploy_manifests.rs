@@ -8,7 +8,10 @@
 //! Required tools, which fail these tests with an install hint when missing:
 //! kubectl (with its built-in kustomize) or kustomize; python3 with PyPI's
 //! `kubernetes-validate` (which brings PyYAML, used here to read the
-//! rendered YAML); Debian's `docker-compose` (or the compose v2 plugin).
+//! rendered YAML), and its 1.28.3 release in a folder of its own for the
+//! Kubernetes 1.20 schemas (newer releases ship 1.25+ only); Debian's
+//! `docker-compose` (or the compose v2 plugin). scripts/install-deps.sh
+//! installs them all.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,9 +39,26 @@ fn python() -> String {
     std::env::var("IMGCLASS_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-/// Kubernetes versions the manifests must be valid for: the oldest with
-/// the preStop `sleep` action on by default, and the newest known.
-const K8S_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
+/// Kubernetes versions the base and overlays/local must be valid for: the
+/// oldest with the preStop `sleep` action on by default, and the newest known.
+const K8S_VERSIONS: &[&str] = &["1.30.0", "1.37.0"];
+
+/// What overlays/local-1.20 must be valid for (deploy/e2e-k8s.sh runs it on
+/// 1.20; 1.21 and 1.22 still serve the beta APIs it uses).
+const K8S_LEGACY_VERSIONS: &[&str] = &["1.20.0", "1.22.0"];
+
+/// kubernetes-validate's last release with schemas older than 1.25, in a
+/// folder of its own (`pip install --target`) beside the current one:
+/// `$IMGCLASS_KUBERNETES_VALIDATE_LEGACY`, default
+/// ~/.cache/imgclass/kubernetes-validate-1.28.3 (scripts/install-deps.sh).
+fn legacy_validator() -> PathBuf {
+    std::env::var_os("IMGCLASS_KUBERNETES_VALIDATE_LEGACY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/imgclass/kubernetes-validate-1.28.3")
+        })
+}
 
 /// `kubectl kustomize DIR` (or `kustomize build DIR`): the rendered YAML,
 /// or the tool's error.
@@ -63,32 +83,50 @@ fn render(dir: &Path) -> Result<String, String> {
 /// `kubernetes-validate --strict` on rendered YAML, for every version in
 /// K8S_VERSIONS: Ok, or the validator's complaints.
 fn validate(yaml: &str) -> Result<(), String> {
+    validate_for(yaml, K8S_VERSIONS, None)
+}
+
+/// `kubernetes-validate --strict` for each of `versions`, with the validator
+/// found in `pythonpath` if given. An object whose kind and apiVersion the
+/// version has no schema for (which the validator only warns about) fails.
+fn validate_for(yaml: &str, versions: &[&str], pythonpath: Option<&Path>) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, yaml).unwrap();
     let mut problems = String::new();
-    for version in K8S_VERSIONS {
-        let out = run(Command::new(python())
-            .args([
-                "-m",
-                "kubernetes_validate",
-                "--strict",
-                "--quiet",
-                "-k",
-                version,
-            ])
-            .arg(&file));
+    for version in versions {
+        let mut cmd = Command::new(python());
+        cmd.args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--quiet",
+            "-k",
+            version,
+        ])
+        .arg(&file);
+        if let Some(path) = pythonpath {
+            assert!(
+                path.join("kubernetes_validate").is_dir(),
+                "no kubernetes-validate in {}: pip install --no-deps --target {} kubernetes-validate==1.28.3 \
+                 (scripts/install-deps.sh)",
+                path.display(),
+                path.display()
+            );
+            cmd.env("PYTHONPATH", path);
+        }
+        let out = run(&mut cmd);
+        let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !stderr.contains("No module named kubernetes_validate"),
             "PyPI's kubernetes-validate is required: pip install kubernetes-validate==1.37.0 ({stderr})"
         );
-        if !out.status.success() {
-            problems.push_str(&format!(
-                "[{version}] {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                stderr
-            ));
+        if !out.status.success()
+            || stdout.contains("Couldn't find schema")
+            || stderr.contains("Couldn't find schema")
+        {
+            problems.push_str(&format!("[{version}] {stdout}{stderr}"));
         }
     }
     if problems.is_empty() {
@@ -177,6 +215,7 @@ fn kustomize_base_renders_and_passes_strict_validation() {
             "PodDisruptionBudget/ml",
             "PodDisruptionBudget/web",
             "Service/ml",
+            "Service/ml-pods",
             "Service/web",
         ]
     );
@@ -280,6 +319,60 @@ fn kustomize_base_renders_and_passes_strict_validation() {
     }
     assert_eq!(objs["Service/ml"]["spec"]["ports"][0]["port"], 5000);
 
+    // The gateways balance over the ml pods themselves: a headless Service
+    // of the Ready pods, re-resolved (IMGCLASS_UPSTREAMS_DNS, read by
+    // deploy/docker/gateway-entrypoint.sh).
+    let pods = &objs["Service/ml-pods"]["spec"];
+    assert_eq!(pods["clusterIP"], "None");
+    assert_eq!(pods["publishNotReadyAddresses"], false);
+    assert_eq!(pods["selector"], objs["Service/ml"]["spec"]["selector"]);
+    assert_eq!(pods["ports"][0]["port"], 5000);
+    let env = |name: &str| {
+        w["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("web has no {name}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(env("IMGCLASS_UPSTREAMS_DNS"), "ml-pods:5000");
+    let refresh: u64 = env("IMGCLASS_UPSTREAMS_REFRESH").parse().unwrap();
+
+    // Readiness about a second after the process is ready, and a few misses
+    // in a row before a pod is taken out (no flapping).
+    for probe in ["startupProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["periodSeconds"], 1, "ml {probe}");
+        assert!(
+            c[probe].get("initialDelaySeconds").is_none_or(|d| d == 0),
+            "ml {probe}"
+        );
+    }
+    assert!(c["readinessProbe"]["failureThreshold"].as_u64().unwrap() >= 3);
+    assert_eq!(w["readinessProbe"]["periodSeconds"], 1);
+    // A terminating ml pod keeps serving until every gateway has dropped it
+    // (CoreDNS caches for 5 s, plus the gateways' refresh), then drains
+    // within the grace period.
+    let pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap();
+    assert!(pre_stop > 5 + refresh, "preStop {pre_stop} s");
+    let grace: u64 = config["IMGCLASS_SHUTDOWN_GRACE"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    let termination = ml["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        termination >= pre_stop + grace,
+        "{termination} < {pre_stop} + {grace}"
+    );
+
     assert_eq!(
         objs["PersistentVolumeClaim/images"]["spec"]["accessModes"][0],
         "ReadWriteMany"
@@ -312,6 +405,63 @@ fn kustomize_local_overlay_renders_and_passes_strict_validation() {
         "1"
     );
     assert_eq!(objs["Deployment/ml"]["spec"]["replicas"], 3);
+}
+
+/// overlays/local-1.20 is overlays/local with only what Kubernetes 1.20
+/// lacks swapped (HPA autoscaling/v2beta2, PDB policy/v1beta1, preStop as
+/// an exec of the same pause), and is strictly valid for 1.20 and 1.22 -
+/// while overlays/local itself is not valid for 1.20.
+#[test]
+fn kustomize_compat_overlay_is_the_local_one_for_kubernetes_1_20() {
+    let local_yaml =
+        render(&repo().join("deploy/k8s/overlays/local")).unwrap_or_else(|e| panic!("render: {e}"));
+    let yaml = render(&repo().join("deploy/k8s/overlays/local-1.20"))
+        .unwrap_or_else(|e| panic!("render: {e}"));
+    validate_for(&yaml, K8S_LEGACY_VERSIONS, Some(&legacy_validator()))
+        .unwrap_or_else(|e| panic!("strict validation for 1.20 failed:\n{e}"));
+    let err = validate_for(&local_yaml, &["1.20.0"], Some(&legacy_validator()))
+        .expect_err("overlays/local uses APIs 1.20 does not have");
+    assert!(
+        err.contains("sleep") && err.contains("autoscaling/v2"),
+        "{err}"
+    );
+
+    let local = objects(&local_yaml);
+    let mut compat = objects(&yaml);
+    assert_eq!(
+        local.keys().collect::<Vec<_>>(),
+        compat.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        compat["HorizontalPodAutoscaler/ml"]["apiVersion"],
+        "autoscaling/v2beta2"
+    );
+    for pdb in ["PodDisruptionBudget/ml", "PodDisruptionBudget/web"] {
+        assert_eq!(compat[pdb]["apiVersion"], "policy/v1beta1", "{pdb}");
+    }
+    // Undo the swaps: what is left must be overlays/local exactly.
+    for deployment in ["ml", "web"] {
+        let pre_stop = &container(&local, deployment)["lifecycle"]["preStop"];
+        let seconds = pre_stop["sleep"]["seconds"].as_u64().unwrap();
+        let key = format!("Deployment/{deployment}");
+        let c = &mut compat.get_mut(&key).unwrap()["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            c["lifecycle"]["preStop"],
+            serde_json::json!({"exec": {"command": ["sleep", seconds.to_string()]}}),
+            "{deployment}: the same pause as the base's preStop sleep"
+        );
+        c["lifecycle"]["preStop"] = pre_stop.clone();
+    }
+    for (key, api) in [
+        ("HorizontalPodAutoscaler/ml", "autoscaling/v2"),
+        ("PodDisruptionBudget/ml", "policy/v1"),
+        ("PodDisruptionBudget/web", "policy/v1"),
+    ] {
+        compat.get_mut(key).unwrap()["apiVersion"] = api.into();
+    }
+    for (key, obj) in &local {
+        assert_eq!(&compat[key], obj, "{key} differs beyond the 1.20 swaps");
+    }
 }
 
 /// The checker itself: broken copies of the manifests fail it.
@@ -441,8 +591,11 @@ fn compose_file_validates_and_a_broken_copy_does_not() {
 fn deployment_scripts_parse() {
     for (shell, script) in [
         ("bash", "deploy/e2e-compose.sh"),
+        ("bash", "deploy/e2e-k8s.sh"),
         ("bash", "deploy/docker/make-base.sh"),
+        ("bash", "deploy/docker/prebuilt-context.sh"),
         ("sh", "deploy/docker/gateway-entrypoint.sh"),
+        ("sh", "deploy/e2e-k8s/runc-oom-clamp"),
     ] {
         let path = repo().join(script);
         let out = run(Command::new(shell).arg("-n").arg(&path));
@@ -455,4 +608,16 @@ fn deployment_scripts_parse() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert!(mode & 0o111 != 0, "{script} is not executable");
     }
+    let helper = repo().join("deploy/e2e-k8s/e2e.py");
+    let out = run(Command::new(python())
+        .args([
+            "-c",
+            "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
+        ])
+        .arg(&helper));
+    assert!(
+        out.status.success(),
+        "deploy/e2e-k8s/e2e.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

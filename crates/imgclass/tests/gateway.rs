@@ -190,11 +190,23 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    http_at("127.0.0.1", port, method, path, headers, body)
+}
+
+/// `http` to another loopback address.
+fn http_at(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect((host, port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     s.set_write_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -304,8 +316,13 @@ fn classify(port: u16, name: &str, bytes: &[u8], request_id: &str) -> std::io::R
 /// One `imgclass serve` replica on a loopback port.
 fn start_replica(dir: &Path, name: &str, images: &Path) -> (Proc, u16) {
     let port = free_port();
+    (start_replica_at(dir, name, images, "127.0.0.1", port), port)
+}
+
+/// One `imgclass serve` replica on `host:port` (a loopback address).
+fn start_replica_at(dir: &Path, name: &str, images: &Path, host: &str, port: u16) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgclass"));
-    cmd.args(["serve", "--host", "127.0.0.1", "--port"])
+    cmd.args(["serve", "--host", host, "--port"])
         .arg(port.to_string())
         .arg("--images-dir")
         .arg(images)
@@ -319,16 +336,19 @@ fn start_replica(dir: &Path, name: &str, images: &Path) -> (Proc, u16) {
         .env_remove("IMGCLASS_NO_STORE")
         .env("RUST_LOG", "info");
     let log = dir.join(format!("{name}.log"));
-    let proc = Proc::spawn(cmd, name, &dir.join(format!("{name}.out")), &log);
-    (proc, port)
+    Proc::spawn(cmd, name, &dir.join(format!("{name}.out")), &log)
 }
 
 fn wait_ready(proc: &mut Proc, port: u16, path: &str, within: Duration) {
+    wait_ready_at(proc, "127.0.0.1", port, path, within)
+}
+
+fn wait_ready_at(proc: &mut Proc, host: &str, port: u16, path: &str, within: Duration) {
     eventually(within, Duration::from_millis(50), || {
         if !proc.running() {
             panic!("{}", proc.died());
         }
-        match http(port, "GET", path, &[], b"") {
+        match http_at(host, port, "GET", path, &[], b"") {
             Ok(r) if r.status == 200 => Ok(()),
             _ => Err(format!(
                 "{} not ready on {path} within {within:?}; log:\n{}",
@@ -751,6 +771,21 @@ fn gateway_entrypoint_configures_nginx_from_the_environment() {
     let out = run("127.0.0.1:5001;include /etc/passwd");
     assert_eq!(out.status.code(), Some(64), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid upstream address"));
+
+    // IMGCLASS_UPSTREAMS_DNS must be one host:port.
+    for bad in ["ml-pods", "ml-pods:", "ml-pods:http", "ml pods:5000"] {
+        let out = Command::new("sh")
+            .arg(repo().join("deploy/docker/gateway-entrypoint.sh"))
+            .arg("-t")
+            .env("PATH", &path)
+            .env("IMGCLASS_GATEWAY_CONF", repo().join("deploy/nginx"))
+            .env("IMGCLASS_GATEWAY_PREFIX", &prefix)
+            .env("IMGCLASS_GATEWAY_WEB", repo().join("web"))
+            .env("IMGCLASS_UPSTREAMS_DNS", bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{bad:?}: {out:?}");
+    }
 }
 
 /// A minimal replica that is always overloaded: 503 + Retry-After.
@@ -1075,4 +1110,215 @@ fn gateway_in_front_of_three_replicas_survives_kill_and_drain() {
     signal(gw.proc.pid(), "QUIT");
     let status = wait_exit(&mut gw.proc.child, Duration::from_secs(10)).expect("nginx quits");
     assert!(status.success(), "nginx exited with {status:?}");
+}
+
+/// The Kubernetes gateway for real: the web image's entrypoint with the
+/// Kubernetes ConfigMap's files (deploy/k8s/base/gateway) and
+/// IMGCLASS_UPSTREAMS_DNS as deploy/k8s/base/web-deployment.yaml sets it, in
+/// front of replicas on 127.0.0.2-5 reached through ONE name that resolves
+/// to each of them, as a headless Service's name resolves to its Ready pods.
+/// The name comes from a hosts file bind-mounted over /etc/hosts in a mount
+/// namespace of the gateway's own (`unshare --mount`: root, as CI runs), so
+/// the entrypoint's lookups go through the system resolver as in a pod.
+///
+/// Requests spread evenly over the three (max/min <= 1.5); a fourth address
+/// added to the name takes requests within a few seconds and its share
+/// after, without a restart of the gateway; an address removed from the
+/// name and its replica stopped (a pod deleted) fails no request.
+#[test]
+fn kubernetes_gateway_spreads_requests_over_the_pods_behind_one_name() {
+    let _heavy = heavy();
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("`id` (coreutils)");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test runs the gateway in a mount namespace of its own (`unshare --mount`): run it as root, as CI does"
+    );
+    let unshare = require_tool(
+        "unshare",
+        "IMGCLASS_UNSHARE",
+        "install Debian's `util-linux`",
+    );
+    let nginx = nginx_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let hosts_ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+    // One port on every address, like a Service's targetPort on each pod.
+    let port = eventually(Duration::from_secs(5), Duration::from_millis(1), || {
+        let port = TcpListener::bind((hosts_ips[0], 0))
+            .map_err(|e| e.to_string())?
+            .local_addr()
+            .unwrap()
+            .port();
+        let free = hosts_ips
+            .iter()
+            .all(|ip| TcpListener::bind((*ip, port)).is_ok());
+        if free {
+            Ok(port)
+        } else {
+            Err(format!("port {port} taken"))
+        }
+    });
+    let mut replicas: Vec<Proc> = hosts_ips[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| start_replica_at(dir.path(), &format!("pod-{i}"), &images, ip, port))
+        .collect();
+    for (proc, ip) in replicas.iter_mut().zip(hosts_ips) {
+        wait_ready_at(proc, ip, port, "/readyz", Duration::from_secs(60));
+    }
+
+    // The name's answer, as a cluster DNS would give it.
+    let name = "ml-pods.imgclass.svc.test";
+    let hosts = dir.path().join("hosts");
+    let set_name = |ips: &[&str]| {
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for ip in ips {
+            text.push_str(&format!("{ip} {name}\n"));
+        }
+        // Rewritten in place: the bind mount follows the file, not the name.
+        std::fs::write(&hosts, text).unwrap();
+    };
+    set_name(&hosts_ips[..3]);
+
+    // The ConfigMap's files; only listen.conf is the test's (loopback only).
+    use std::os::unix::fs::PermissionsExt;
+    let conf = dir.path().join("gateway-config");
+    imgclass_testkit::copy_tree(&repo().join("deploy/k8s/base/gateway"), &conf);
+    let gw_port = free_port();
+    std::fs::write(
+        conf.join("listen.conf"),
+        format!("listen 127.0.0.1:{gw_port};\n"),
+    )
+    .unwrap();
+    for d in [dir.path(), conf.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        nginx.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new(unshare);
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" /etc/hosts && exec sh "$2""#)
+        .arg("sh")
+        .arg(&hosts)
+        .arg(repo().join("deploy/docker/gateway-entrypoint.sh"))
+        .env("PATH", &path)
+        .env("IMGCLASS_GATEWAY_CONF", &conf)
+        .env("IMGCLASS_GATEWAY_PREFIX", dir.path().join("prefix"))
+        .env("IMGCLASS_GATEWAY_WEB", repo().join("web"))
+        .env("IMGCLASS_GATEWAY_WORKERS", "2")
+        .env("IMGCLASS_UPSTREAMS_DNS", format!("{name}:{port}"))
+        .env("IMGCLASS_UPSTREAMS_REFRESH", "1")
+        .env_remove("IMGCLASS_UPSTREAMS")
+        .env_remove("IMGCLASS_GATEWAY_PORT");
+    let access_log = dir.path().join("access.log");
+    let mut proc = Proc::spawn(cmd, "gateway", &access_log, &dir.path().join("gateway.log"));
+    wait_ready(&mut proc, gw_port, "/readyz", Duration::from_secs(20));
+    let gw = Gateway {
+        proc,
+        port: gw_port,
+        access_log,
+    };
+    let photos = Arc::new(photos());
+    let per_replica = |tag: &str, count: usize| -> BTreeMap<String, usize> {
+        let mut answered: BTreeMap<String, usize> = BTreeMap::new();
+        for line in gw.log_of_run(&format!("{tag}-"), count) {
+            *answered.entry(tried(&line).pop().unwrap()).or_default() += 1;
+        }
+        answered
+    };
+    let assert_even = |answered: &BTreeMap<String, usize>, ips: &[&str], what: &str| {
+        let counts: Vec<usize> = ips
+            .iter()
+            .map(|ip| answered.get(&format!("{ip}:{port}")).copied().unwrap_or(0))
+            .collect();
+        let (max, min) = (*counts.iter().max().unwrap(), *counts.iter().min().unwrap());
+        eprintln!("{what}: requests per replica {answered:?}");
+        assert!(
+            min > 0 && max as f64 / min as f64 <= 1.5,
+            "{what}: uneven spread over {ips:?}: {answered:?}"
+        );
+        assert_eq!(
+            answered.len(),
+            ips.len(),
+            "{what}: answered by others than {ips:?}: {answered:?}"
+        );
+    };
+
+    // Three pods behind the name: every one takes its share.
+    let results = load_run(gw.port, &photos, "three", 3, 30, 0, || {});
+    assert_all_ok(&results, "three replicas");
+    assert_even(
+        &per_replica("three", results.len()),
+        &hosts_ips[..3],
+        "three replicas",
+    );
+
+    // Scale out: a fourth pod becomes Ready and joins the name.
+    let mut fourth = start_replica_at(dir.path(), "pod-3", &images, hosts_ips[3], port);
+    wait_ready_at(
+        &mut fourth,
+        hosts_ips[3],
+        port,
+        "/readyz",
+        Duration::from_secs(60),
+    );
+    replicas.push(fourth);
+    set_name(&hosts_ips);
+    let joined = Instant::now();
+    let coffee = kit::photo_bytes("coffee.png");
+    let new_peer = format!("{}:{port}", hosts_ips[3]);
+    let mut probe = 0;
+    eventually(Duration::from_secs(10), Duration::from_millis(100), || {
+        probe += 1;
+        let id = format!("join-{probe}");
+        let r = classify(gw.port, "coffee.png", &coffee, &id).map_err(|e| e.to_string())?;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let line = gw.log_for(&id);
+        if tried(&line).last() == Some(&new_peer) {
+            Ok(())
+        } else {
+            Err(format!(
+                "no request reached the new replica within 10 s (last went to {})",
+                line["upstream"]
+            ))
+        }
+    });
+    eprintln!(
+        "the new replica took requests {:?} after it joined the name",
+        joined.elapsed()
+    );
+    let results = load_run(gw.port, &photos, "four", 4, 30, 0, || {});
+    assert_all_ok(&results, "four replicas");
+    assert_even(
+        &per_replica("four", results.len()),
+        &hosts_ips,
+        "four replicas",
+    );
+
+    // A pod deleted under load: it leaves the name first (its endpoint goes),
+    // then stops (SIGTERM after the preStop pause): no request fails.
+    let gone = replicas[0].pid();
+    let results = load_run(gw.port, &photos, "remove", 3, 80, 15, || {
+        set_name(&hosts_ips[1..]);
+        std::thread::sleep(Duration::from_secs(2));
+        signal(gone, "TERM");
+    });
+    assert_all_ok(&results, "a replica removed from the name, then stopped");
+    let status = wait_exit(&mut replicas[0].child, Duration::from_secs(30)).expect("drained");
+    assert!(status.success(), "{status:?}");
+    let results = load_run(gw.port, &photos, "after", 3, 15, 0, || {});
+    assert_all_ok(&results, "after the removal");
+    assert_even(
+        &per_replica("after", results.len()),
+        &hosts_ips[1..],
+        "after the removal",
+    );
 }

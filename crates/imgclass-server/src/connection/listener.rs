@@ -26,7 +26,7 @@ use tower::ServiceExt;
 
 use super::deadline::{End, TrackedBody, Tracker, Watched, drive};
 use super::{ConnectionOptions, ConnectionStats, MAX_BUF_SIZE, MAX_HEADER_SIZE};
-use crate::error::RETRY_AFTER;
+use crate::response::RETRY_AFTER;
 
 /// Refused connections being answered at once; past this many, a refused
 /// connection is closed without an answer (a flood must not turn the

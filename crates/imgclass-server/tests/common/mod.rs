@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use imgclass_core::engine::EngineKind;
 use imgclass_core::{Engine, EngineError, LoadedModel};
-use imgclass_engines::{EngineArgs, EngineChoice};
+use imgclass_engines::{EngineChoice, EngineOptions};
 use imgclass_server::{AppState, ServerError, ServerOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -38,14 +38,18 @@ pub fn real_model() -> (LoadedModel, Arc<dyn Engine>) {
         .get_or_init(|| {
             init_logging();
             let home = imgclass_testkit::model_home();
-            let args = EngineArgs {
-                engine: EngineChoice::Auto,
-                model: imgclass_core::DEFAULT_MODEL.to_string(),
-                sessions: Some(2),
-                threads: 1,
-                ort_lib: None,
+            let options = EngineOptions {
+                sessions: 2,
+                intra_threads: 1,
+                ort_library: None,
             };
-            imgclass_engines::load(home, &args).expect("load the real default model")
+            imgclass_engines::load(
+                home,
+                imgclass_core::DEFAULT_MODEL,
+                EngineChoice::Auto,
+                &options,
+            )
+            .expect("load the real default model")
         })
         .clone()
 }
@@ -233,12 +237,30 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// The value of one sample line of the Prometheus text, 0 if absent.
+/// The value of a series in the Prometheus text, 0 if absent: the sum of
+/// every sample of that metric whose labels include the given ones (as
+/// PromQL's `sum(metric{labels})`), so `imgclass_batch_size_count` also
+/// counts `imgclass_batch_size_count{model="..."}`.
 pub fn sample(text: &str, series: &str) -> f64 {
+    let (name, wanted) = split_series(series);
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (s, value) = l.rsplit_once(' ')?;
+            let (n, labels) = split_series(s);
+            (n == name && wanted.iter().all(|w| labels.contains(w)))
+                .then(|| value.trim().parse::<f64>().unwrap())
         })
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+        .sum()
+}
+
+/// `name{a="1",b="2"}` into the name and its `a="1"` pairs.
+fn split_series(series: &str) -> (&str, Vec<&str>) {
+    match series.split_once('{') {
+        Some((name, rest)) => {
+            let inner = rest.strip_suffix('}').unwrap_or(rest);
+            (name, inner.split(',').filter(|p| !p.is_empty()).collect())
+        }
+        None => (series, Vec::new()),
+    }
 }

@@ -1,0 +1,7 @@
+//! The route handlers, one module per concern. None of them imports
+//! another or the router.
+
+pub mod health;
+pub mod history;
+pub mod kserve;
+pub mod seed;
