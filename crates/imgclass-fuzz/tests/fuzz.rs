@@ -77,7 +77,7 @@ fn every_parser_of_client_bytes_survives_mutated_and_structured_input() {
     let mut reports = Vec::new();
 
     // The image probe, decoder and preprocessor.
-    let budget = Budget::from_env(6_000, 0.2);
+    let budget = Budget::from_env(15_000, 0.2);
     let mut m = Mutator::new(budget.seed, image::LIMITS.max_bytes + 1024);
     reports.push(run("image", budget, |_| m.mutant(&photos), image_check));
     assert!(alloc::installed(), "the counting allocator is in place");
@@ -104,10 +104,10 @@ fn every_parser_of_client_bytes_survives_mutated_and_structured_input() {
             infer::pack(Some(ct.as_bytes()), &body)
         })
         .collect();
-    let budget = Budget::from_env(8_000, 0.3);
+    let budget = Budget::from_env(20_000, 0.3);
     let mut m = Mutator::new(budget.seed ^ 1, 1 << 20);
     reports.push(run("multipart", budget, |_| m.mutant(&forms), form_check));
-    let budget = Budget::from_env(8_000, 0.2);
+    let budget = Budget::from_env(20_000, 0.2);
     reports.push(run(
         "multipart-structured",
         budget,
@@ -126,10 +126,10 @@ fn every_parser_of_client_bytes_survives_mutated_and_structured_input() {
         .take(12)
         .flat_map(|p| kserve_seeds(p))
         .collect();
-    let budget = Budget::from_env(10_000, 0.15);
+    let budget = Budget::from_env(20_000, 0.15);
     let mut m = Mutator::new(budget.seed ^ 2, 1 << 20);
     reports.push(run("infer", budget, |_| m.mutant(&requests), infer_check));
-    let budget = Budget::from_env(10_000, 0.15);
+    let budget = Budget::from_env(20_000, 0.15);
     reports.push(run(
         "infer-structured",
         budget,

@@ -59,7 +59,7 @@ pub enum ApiError {
     /// Under `--require-store`, the upload could not be stored; `detail`
     /// is logged with the request id, never sent.
     #[error(
-        "the upload could not be stored (the images folder is full or not writable); it was not classified"
+        "the upload could not be stored (the images folder is full or not writable) and this server answers only stored uploads; nothing was kept"
     )]
     NotStored { detail: String },
     /// A server fault; `detail` is logged, never sent.
