@@ -9,8 +9,8 @@
 //!   folder, fsynced, then renamed over the final name. A rename within one
 //!   folder is atomic on POSIX file systems (and NFS), so readers and other
 //!   replicas see either no file or a whole one, never a torn write.
-//! - Writes come in groups ([`Storage::store_group`], fed by
-//!   [`crate::commit`]): all files of a group are written, then fsynced,
+//! - Writes come in groups ([`Storage::store_group`], fed by the
+//!   `commit` module): all files of a group are written, then fsynced,
 //!   then the images renamed and their folders fsynced, then the sidecars
 //!   renamed and their folders fsynced. So a sidecar is never durable
 //!   before its image, and one journal commit serves a whole group.
