@@ -217,3 +217,40 @@ async fn leftovers_of_a_crash_are_removed_at_start_and_never_listed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kserve_batch_is_stored_before_its_answer() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(ready_state(storing(dir.path()))).await;
+    bounded(60, async {
+        let photos: Vec<Vec<u8>> = (0..3).map(|i| imgclass_testkit::unique_photo(3000 + i)).collect();
+        let data: Vec<String> = photos
+            .iter()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p))
+            .collect();
+        let body = serde_json::json!({
+            "inputs": [{ "name": "image", "shape": [3], "datatype": "BYTES", "data": data }]
+        });
+        let r = send(
+            server.addr,
+            hyper::Method::POST,
+            "/v2/models/efficientnet-lite0/infer",
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-image-stored"), Some("true"));
+        for p in &photos {
+            let image = get(server.addr, &format!("/api/images/{}", sha256_hex(p))).await;
+            assert_eq!(image.status, 200);
+            assert_eq!(&image.body[..], &p[..]);
+        }
+        // One upload, one group: the batch was committed together.
+        let m = get(server.addr, "/metrics").await.text();
+        assert_eq!(sample(&m, "imgclass_images_stored_total"), 3.0);
+        assert!(sample(&m, "imgclass_store_commit_seconds_count") <= 3.0);
+    })
+    .await;
+}

@@ -141,7 +141,7 @@ fn every_upload_answered_200_survives_kill_9() {
     for round in 0..ROUNDS {
         // Photos made before the load so the clients only upload.
         let photos: Arc<Vec<Vec<u8>>> = Arc::new(
-            (0..CLIENTS * 40)
+            (0..CLIENTS * 16)
                 .map(|i| kit::unique_photo(10_000 * (round + 1) + i))
                 .collect(),
         );
