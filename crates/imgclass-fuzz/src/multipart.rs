@@ -87,7 +87,7 @@ pub struct Form {
 /// `s` without the characters a quoted header value cannot hold.
 fn header_safe(s: &str) -> String {
     s.chars()
-        .filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';') || *c == ' ')
+        .filter(|c| (c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';')) || *c == ' ')
         .collect()
 }
 

@@ -177,25 +177,54 @@ impl Storage {
         items: &[(&[u8], &StoredRecord)],
         sync: bool,
     ) -> Vec<std::io::Result<bool>> {
+        // The same image twice in one group (a burst of one photo) is
+        // written once; the others share its outcome.
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let copies: Vec<Option<usize>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, (_, r))| match first_of.get(r.id.as_str()) {
+                Some(&first) => Some(first),
+                None => {
+                    first_of.insert(&r.id, i);
+                    None
+                }
+            })
+            .collect();
         let mut staged: Vec<std::io::Result<Staged>> = items
             .iter()
-            .map(|(bytes, record)| self.stage(bytes, record, sync))
+            .zip(&copies)
+            .map(|((bytes, record), copy)| match copy {
+                Some(_) => Ok(Staged::nothing()),
+                None => self.stage(bytes, record, sync),
+            })
             .collect();
         let mut new_shards = false;
         for s in staged.iter().flatten() {
             new_shards |= s.new_shard;
         }
         // A shard created by this group is an entry of the root folder.
-        if sync && new_shards {
-            if let Err(e) = sync_dir(&self.root) {
-                return fail_all(items.len(), &e);
-            }
+        if sync
+            && new_shards
+            && let Err(e) = sync_dir(&self.root)
+        {
+            return fail_all(items.len(), &e);
         }
         // Images first, their folders synced, then the sidecars: a durable
         // sidecar always has a durable image.
         publish(&mut staged, |s| s.image.take(), sync);
         publish(&mut staged, |s| s.sidecar.take(), sync);
-        staged.into_iter().map(|s| s.map(|s| s.wrote)).collect()
+        let mut results: Vec<std::io::Result<bool>> =
+            staged.into_iter().map(|s| s.map(|s| s.wrote)).collect();
+        for (i, copy) in copies.into_iter().enumerate() {
+            if let Some(first) = copy {
+                results[i] = match &results[first] {
+                    Ok(_) => Ok(false),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                };
+            }
+        }
+        results
     }
 
     /// Writes (and with `sync`, fsyncs) the temporary files of one item.
@@ -375,6 +404,19 @@ struct Staged {
     sidecar: Option<(NamedTempFile, PathBuf)>,
 }
 
+impl Staged {
+    /// An item with nothing to write (a copy of an earlier one).
+    fn nothing() -> Self {
+        Staged {
+            wrote: false,
+            dir: PathBuf::new(),
+            new_shard: false,
+            image: None,
+            sidecar: None,
+        }
+    }
+}
+
 type Pending = Option<(NamedTempFile, PathBuf)>;
 
 /// Renames the file `which` picks of every staged item, then (with `sync`)
@@ -516,6 +558,28 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_group_writes_each_image_once_and_fails_items_not_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let (a, b, bad) = (
+            record(&id(0x10), "2024-01-01T00:00:01.000Z"),
+            record(&id(0x11), "2024-01-01T00:00:02.000Z"),
+            record("not-an-id", "2024-01-01T00:00:03.000Z"),
+        );
+        let items: Vec<(&[u8], &StoredRecord)> =
+            vec![(b"a", &a), (b"a", &a), (b"b", &b), (b"x", &bad)];
+        let results = s.store_group(&items, true);
+        let wrote: Vec<Option<bool>> = results.iter().map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(wrote, vec![Some(true), Some(false), Some(true), None]);
+        assert_eq!(s.record(&a.id), Some(a.clone()));
+        assert_eq!(s.record(&b.id), Some(b.clone()));
+        // Unsynced groups are stored alike (only durability differs).
+        let c = record(&id(0x12), "2024-01-01T00:00:04.000Z");
+        assert!(s.store_group(&[(b"c", &c)], false)[0].as_ref().unwrap());
+        assert_eq!(s.history(10, None).unwrap().items.len(), 3);
     }
 
     #[test]

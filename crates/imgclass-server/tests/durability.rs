@@ -70,7 +70,7 @@ async fn a_200_is_readable_at_once_on_this_and_another_replica() {
         );
         assert_eq!(sample(&m, "imgclass_store_group_size_sum"), stored);
         assert!(
-            groups >= 1.0 && groups <= stored,
+            (1.0..=stored).contains(&groups),
             "{groups} groups for {stored} uploads"
         );
     })
@@ -224,7 +224,9 @@ async fn a_kserve_batch_is_stored_before_its_answer() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(ready_state(storing(dir.path()))).await;
     bounded(60, async {
-        let photos: Vec<Vec<u8>> = (0..3).map(|i| imgclass_testkit::unique_photo(3000 + i)).collect();
+        let photos: Vec<Vec<u8>> = (0..3)
+            .map(|i| imgclass_testkit::unique_photo(3000 + i))
+            .collect();
         let data: Vec<String> = photos
             .iter()
             .map(|p| base64::engine::general_purpose::STANDARD.encode(p))
