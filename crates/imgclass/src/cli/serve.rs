@@ -212,6 +212,7 @@ mod tests {
                 .unwrap();
         let o = cli.serve.options();
         assert!(o.images_dir.is_none());
+        assert_eq!(o.cors_origins, vec!["http://a", "http://b"]);
         let d = ServerOptions::default();
         assert_eq!(
             (o.store_sync, o.store_commit_delay, o.require_store),
@@ -220,7 +221,6 @@ mod tests {
         let cli = Cli::try_parse_from(["serve", "--store-sync", "off", "--require-store"]).unwrap();
         let o = cli.serve.options();
         assert_eq!((o.store_sync, o.require_store), (StoreSync::Off, true));
-        assert_eq!(o.cors_origins, vec!["http://a", "http://b"]);
     }
 
     #[test]
