@@ -23,6 +23,9 @@ if ((${#need[@]})); then
 fi
 
 python3 -m pip --version >/dev/null 2>&1 || { echo "python3 with pip is required" >&2; exit 1; }
+# The tritonclient test makes its own venv (crates/imgclass-server/tests/triton/setup-venv.sh).
+python3 -c "import venv, ensurepip" 2>/dev/null ||
+  { echo "python3 with the venv module and ensurepip is required (Debian: python3-venv)" >&2; exit 1; }
 pip_quiet=(--disable-pip-version-check --no-input -q)
 python3 -c "import kubernetes_validate" 2>/dev/null ||
   python3 -m pip install "${pip_quiet[@]}" kubernetes-validate==1.37.0

@@ -114,19 +114,38 @@ pub fn default_ort_library(home: &std::path::Path) -> PathBuf {
     imgclass_core::ModelRepository::new(home).ort_library()
 }
 
-/// Loads `model` on the chosen engine. Under `auto`, ONNX Runtime is tried
-/// first and tract used when the library cannot be loaded; the reason is
-/// logged and also returned in the engine's description.
+/// Loads `model` on the chosen engine. Under `auto`, the engine the model's
+/// `[engine] preferred` names is tried first (ONNX Runtime when it names
+/// none), and the other used when it cannot be loaded; the reason is
+/// logged. `[engine] ort_library` (relative to the model home) is used when
+/// no library was given.
 pub fn load_engine(
     model: &LoadedModel,
     choice: EngineChoice,
     options: &EngineOptions,
     home: &std::path::Path,
 ) -> Result<Arc<dyn Engine>, EngineError> {
+    // The library: the flag, else the model's hint (relative to the model
+    // home), else `$IMGCLASS_ORT_LIB` or the one `model fetch` installed.
+    let hints = &model.config.engine;
     let lib = options
         .ort_library
         .clone()
+        .or_else(|| hints.ort_library.as_ref().map(|p| home.join(p)))
         .unwrap_or_else(|| default_ort_library(home));
+    // `auto` tries the model's preferred engine first.
+    let choice = match (choice, hints.preferred.as_deref()) {
+        (EngineChoice::Auto, Some(p)) if p.eq_ignore_ascii_case("tract") => {
+            match load_tract(model, options) {
+                Ok(e) => return Ok(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "engine auto: the model prefers tract, which did not load; trying ONNX Runtime");
+                    EngineChoice::Ort
+                }
+            }
+        }
+        (choice, _) => choice,
+    };
     match choice {
         EngineChoice::Ort => Ok(Arc::new(OrtEngine::load(model, &lib, options)?)),
         EngineChoice::Tract => load_tract(model, options),

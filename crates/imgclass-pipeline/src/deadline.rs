@@ -24,6 +24,11 @@ impl Deadline {
         Deadline::from(Instant::now(), budget)
     }
 
+    /// When the budget started (the request's arrival).
+    pub fn started(&self) -> Instant {
+        self.at.checked_sub(self.budget).unwrap_or(self.at)
+    }
+
     pub(crate) fn tokio(&self) -> tokio::time::Instant {
         tokio::time::Instant::from_std(self.at)
     }

@@ -29,6 +29,7 @@ mod observer;
 mod pipeline;
 #[cfg(test)]
 mod test_support;
+mod timings;
 
 pub use deadline::Deadline;
 pub use decode_pool::DecodePool;
@@ -37,5 +38,6 @@ pub use gate::CpuGate;
 pub use lifecycle::{LifecycleError, ModelLoader, ModelSet, ModelState, ObserverFactory};
 pub use observer::{DropReason, NoObserver, Observer};
 pub use pipeline::{
-    Admission, Classified, ImageInfo, Pipeline, PipelineOptions, Resources, Scored, Timings,
+    Admission, Classified, ImageInfo, Pipeline, PipelineOptions, Resources, Scored,
 };
+pub use timings::Timings;

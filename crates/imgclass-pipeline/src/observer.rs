@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::timings::Timings;
+
 /// Why a queued image never reached the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
@@ -32,6 +34,13 @@ pub trait Observer: Send + Sync {
     fn batch(&self, _size: usize, _took: Duration) {}
     /// One queued image was skipped.
     fn dropped(&self, _reason: DropReason) {}
+    /// One call of [`crate::Pipeline::classify`], `classify_all` or
+    /// `infer_tensors` ended: `images` in it, `took` since the request
+    /// arrived (its [`crate::Deadline`]'s start); `answered` holds the
+    /// slowest image's time in each stage, `None` when it failed. Reported
+    /// once per request, after every stage, so per-request statistics stay
+    /// consistent with each other.
+    fn finished(&self, _images: usize, _took: Duration, _answered: Option<&Timings>) {}
 }
 
 /// Reports nothing.

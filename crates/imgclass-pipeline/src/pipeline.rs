@@ -23,6 +23,7 @@ use crate::decode_pool::DecodePool;
 use crate::error::PipelineError;
 use crate::gate::CpuGate;
 use crate::observer::Observer;
+use crate::timings::Timings;
 
 /// How a pipeline batches and what it accepts.
 #[derive(Clone, Debug)]
@@ -74,31 +75,6 @@ pub struct Admission {
 impl Admission {
     pub fn images(&self) -> usize {
         self.n
-    }
-}
-
-/// Where the time of one answer went.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Timings {
-    /// Hashing, decoding, resizing and normalising (zero for tensors).
-    pub preprocess: Duration,
-    /// From entering the queue to the start of its engine call.
-    pub queue: Duration,
-    /// The engine call that ran it.
-    pub inference: Duration,
-    /// Images in that engine call.
-    pub batch_size: usize,
-}
-
-impl Timings {
-    /// The slowest of each stage, for the headers of a multi-image answer.
-    pub fn slowest<'a>(all: impl IntoIterator<Item = &'a Timings>) -> Timings {
-        all.into_iter().fold(Timings::default(), |a, t| Timings {
-            preprocess: a.preprocess.max(t.preprocess),
-            queue: a.queue.max(t.queue),
-            inference: a.inference.max(t.inference),
-            batch_size: a.batch_size.max(t.batch_size),
-        })
     }
 }
 
@@ -281,10 +257,15 @@ impl Pipeline {
         deadline: Deadline,
     ) -> Result<Classified, PipelineError> {
         check_admitted(admission, 1)?;
-        let prepared = self.prepare(bytes, deadline, None).await?;
-        self.answer(vec![prepared], deadline)
-            .await
-            .map(|mut all| all.remove(0))
+        let result = async {
+            let prepared = self.prepare(bytes, deadline, None).await?;
+            self.answer(vec![prepared], deadline)
+                .await
+                .map(|mut all| all.remove(0))
+        }
+        .await;
+        self.finished(1, deadline, result.as_ref().ok().map(|c| c.timings));
+        result
     }
 
     /// Classifies several encoded images, decoded in parallel on the pool.
@@ -296,15 +277,25 @@ impl Pipeline {
         deadline: Deadline,
     ) -> Result<Vec<Classified>, PipelineError> {
         check_admitted(admission, images.len())?;
-        let index = |i| (images.len() > 1).then_some(i);
-        let prepared = futures_util::future::try_join_all(
-            images
-                .iter()
-                .enumerate()
-                .map(|(i, b)| self.prepare(b.clone(), deadline, index(i))),
-        )
-        .await?;
-        self.answer(prepared, deadline).await
+        let n = images.len();
+        let index = |i| (n > 1).then_some(i);
+        let result = async {
+            let prepared = futures_util::future::try_join_all(
+                images
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| self.prepare(b.clone(), deadline, index(i))),
+            )
+            .await?;
+            self.answer(prepared, deadline).await
+        }
+        .await;
+        let slowest = result
+            .as_ref()
+            .ok()
+            .map(|all| Timings::slowest(all.iter().map(|c| &c.timings)));
+        self.finished(n, deadline, slowest);
+        result
     }
 
     /// Runs already-preprocessed images (each `Engine::image_len` values in
@@ -316,15 +307,32 @@ impl Pipeline {
         deadline: Deadline,
     ) -> Result<Vec<Scored>, PipelineError> {
         check_admitted(admission, tensors.len())?;
+        let n = tensors.len();
         let len = self.engine.image_len();
-        if let Some((i, t)) = tensors.iter().enumerate().find(|(_, t)| t.len() != len) {
-            return Err(PipelineError::Tensor(format!(
-                "tensor {i} has {} values, the model takes {len}",
-                t.len()
-            )));
+        let result = async {
+            if let Some((i, t)) = tensors.iter().enumerate().find(|(_, t)| t.len() != len) {
+                return Err(PipelineError::Tensor(format!(
+                    "tensor {i} has {} values, the model takes {len}",
+                    t.len()
+                )));
+            }
+            let replies = self.submit(tensors, deadline)?;
+            self.collect(replies, deadline).await
         }
-        let replies = self.submit(tensors, deadline)?;
-        self.collect(replies, deadline).await
+        .await;
+        let slowest = result
+            .as_ref()
+            .ok()
+            .map(|all| Timings::slowest(all.iter().map(|s| &s.timings)));
+        self.finished(n, deadline, slowest);
+        result
+    }
+
+    /// Tells the observer a request ended: answered (the slowest image's
+    /// timings) or failed (`None`).
+    fn finished(&self, images: usize, deadline: Deadline, answered: Option<Timings>) {
+        let took = deadline.started().elapsed();
+        self.observer.finished(images, took, answered.as_ref());
     }
 
     /// The `k` most probable classes with this model's labels.
@@ -433,6 +441,7 @@ impl Pipeline {
                     .await
                     .map_err(|_| PipelineError::Internal("an engine worker stopped".into()))?
                     .map_err(|e| batch_error(e, deadline))?;
+                let started = Instant::now();
                 let probabilities = if softmax_needed {
                     softmax(&raw.scores)
                 } else {
@@ -444,6 +453,7 @@ impl Pipeline {
                         preprocess: Duration::ZERO,
                         queue: raw.queue_time,
                         inference: raw.inference_time,
+                        postprocess: started.elapsed(),
                         batch_size: raw.batch_size,
                     },
                 });

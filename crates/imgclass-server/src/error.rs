@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use imgclass_core::ImageError;
+use imgclass_oip::OipError;
 use imgclass_pipeline::PipelineError;
 
 use crate::response::{self, InternalDetail, StoreFailure};
@@ -31,6 +32,12 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A malformed Open Inference Protocol request (the codec's message).
+    #[error(transparent)]
+    Protocol(#[from] OipError),
+    /// The request conflicts with work in progress (a model already loading).
+    #[error("{0}")]
+    Conflict(String),
     /// An image was refused; `index` names it within a batch.
     #[error("{}", image_message(*.index, .error))]
     Image {
@@ -88,6 +95,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Protocol(e) if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Protocol(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Image { error, .. } => match error {
                 // An empty file part is what a browser sends when no file was chosen.

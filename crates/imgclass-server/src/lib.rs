@@ -3,11 +3,15 @@
 //! One upload travels one way:
 //!
 //! ```text
-//! router ─▶ telemetry, auth, limits ─▶ handlers (seed, kserve, history,
-//! health) ─▶ the model's Pipeline (imgclass-pipeline: admission, decode
+//! router ─▶ telemetry, auth, limits ─▶ handlers (seed, kserve, statistics,
+//! repository, history, health) ─▶ the model's Pipeline (imgclass-pipeline: admission, decode
 //! pool, batch queue, engine workers, softmax, top-k) ─▶ commit (the
 //! upload and its record durable in the images folder) ─▶ response
 //! ```
+//!
+//! The KServe v2 routes use the `imgclass-oip` codec for the wire format
+//! (binary tensor data, classification, model config, statistics and
+//! repository JSON); `served_model` says how a pipeline looks in it.
 //!
 //! [`run`] is what the binary calls, with the options its flags produced
 //! and a [`ModelLoader`] that fetches and loads models (this crate knows
@@ -22,6 +26,7 @@ mod commit;
 mod connection;
 mod error;
 mod handlers;
+mod inference_stats;
 mod limits;
 mod metrics;
 mod openapi;
@@ -29,6 +34,7 @@ mod options;
 mod query;
 mod response;
 mod router;
+mod served_model;
 mod shutdown;
 mod storage;
 mod telemetry;

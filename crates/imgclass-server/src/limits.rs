@@ -54,11 +54,7 @@ async fn reject_declared_oversize(
     let Some(length) = declared.filter(|&n| n > limit as u64) else {
         return next.run(req).await;
     };
-    let expects_continue = req
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if !expects_continue && length <= DRAIN_MAX {
+    if !expects_continue(&req) && length <= DRAIN_MAX {
         drain(req.into_body()).await;
     }
     let mut response = ApiError::TooLarge { limit }.into_response();
@@ -66,6 +62,21 @@ async fn reject_declared_oversize(
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+fn expects_continue(req: &Request) -> bool {
+    req.headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Before answering a request whose body will not be used (unknown
+/// model): a client waiting on `Expect: 100-continue` has not sent it and
+/// never will, anyone else gets it drained so the answer arrives intact.
+pub(crate) async fn discard(req: Request) {
+    if !expects_continue(&req) {
+        drain(req.into_body()).await;
+    }
 }
 
 /// Reads and discards a body the server will not use, bounded in size and

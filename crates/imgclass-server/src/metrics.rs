@@ -20,10 +20,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hashbrown::{Equivalent, HashMap};
-use imgclass_pipeline::{DropReason, Observer};
+use imgclass_pipeline::{DropReason, Observer, Timings};
 use serde::Serialize;
 
 use crate::connection::ConnectionStats;
+use crate::inference_stats::InferenceCounters;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -111,6 +112,8 @@ pub(crate) struct ModelMetrics {
     batch_size: Histogram,
     dropped_client_gone: AtomicU64,
     dropped_deadline: AtomicU64,
+    /// Triton's statistics extension (`/v2/models/{name}/stats`).
+    pub(crate) inference: InferenceCounters,
 }
 
 impl ModelMetrics {
@@ -123,6 +126,7 @@ impl ModelMetrics {
             batch_size: Histogram::new(BATCH_BUCKETS),
             dropped_client_gone: AtomicU64::new(0),
             dropped_deadline: AtomicU64::new(0),
+            inference: InferenceCounters::default(),
         }
     }
 
@@ -143,6 +147,10 @@ impl Observer for ModelMetrics {
     fn batch(&self, size: usize, took: Duration) {
         self.batch_size.observe(size as f64);
         self.inference_duration.observe(took.as_secs_f64());
+        self.inference.batch(size);
+    }
+    fn finished(&self, _images: usize, took: Duration, answered: Option<&Timings>) {
+        self.inference.finished(took, answered);
     }
     fn dropped(&self, reason: DropReason) {
         match reason {

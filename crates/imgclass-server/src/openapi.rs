@@ -25,6 +25,17 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v2/models/{name}"),
     ("get", "/v2/models/{name}/ready"),
     ("post", "/v2/models/{name}/infer"),
+    ("get", "/v2/models/{name}/config"),
+    ("get", "/v2/models/{name}/stats"),
+    ("get", "/v2/models/stats"),
+    ("get", "/v2/models/{name}/versions/{version}"),
+    ("get", "/v2/models/{name}/versions/{version}/ready"),
+    ("get", "/v2/models/{name}/versions/{version}/config"),
+    ("get", "/v2/models/{name}/versions/{version}/stats"),
+    ("post", "/v2/models/{name}/versions/{version}/infer"),
+    ("post", "/v2/repository/index"),
+    ("post", "/v2/repository/models/{name}/load"),
+    ("post", "/v2/repository/models/{name}/unload"),
 ];
 
 /// The document as JSON text, built once.
@@ -83,6 +94,10 @@ fn with(
 ) -> serde_json::Map<String, Value> {
     map.insert(code.into(), v);
     map
+}
+
+fn version_param() -> Value {
+    json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string", "enum": ["1"] }, "description": "Model version (every model has one, \"1\"); another: 404" })
 }
 
 fn name_param() -> Value {
@@ -155,12 +170,13 @@ pub fn document() -> Value {
                     }
                 },
                 "InferTensor": {
-                    "type": "object", "required": ["name", "shape", "datatype", "data"],
+                    "type": "object", "required": ["name", "shape", "datatype"],
                     "properties": {
                         "name": { "type": "string" },
                         "shape": { "type": "array", "items": { "type": "integer" } },
                         "datatype": { "type": "string", "enum": ["BYTES", "FP32"] },
-                        "data": { "type": "array" }
+                        "data": { "type": "array", "description": "JSON data; absent when parameters.binary_data_size gives binary data after the JSON" },
+                        "parameters": { "type": "object", "properties": { "binary_data_size": { "type": "integer", "minimum": 0 } } }
                     }
                 }
             }
@@ -228,23 +244,74 @@ pub fn document() -> Value {
                 with(with(unavailable, "404", error_response("Unknown model")), "200", json_ok("Ready", json!({ "type": "object" }))),
                 json!({ "parameters": [name_param()] })) }));
     paths.insert("/v2/models/{name}/infer".into(), json!({ "post": op(
-                "KServe v2 inference: BYTES (base64 images) or FP32 (preprocessed) input; classification extension", "kserve", true,
+                "KServe v2 inference: BYTES (encoded images: binary tensor data, base64 JSON or a raw body with Inference-Header-Content-Length: 0) or FP32 (preprocessed, binary or JSON) input; binary or JSON outputs; classification extension", "kserve", true,
                 with(infer_errors, "200", json_ok("Outputs: probabilities FP32 [N, classes] or BYTES \"<prob>:<index>:<label>\" [N, k]", json!({ "type": "object" }))),
                 json!({
-                    "parameters": [name_param()],
-                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "parameters": [name_param(), { "name": "Inference-Header-Content-Length", "in": "header", "required": false,
+                        "schema": { "type": "integer", "minimum": 0 },
+                        "description": "Length of the JSON part when binary tensor data follows it; 0: the whole body is one encoded image" }],
+                    "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } }, "application/json": { "schema": {
                         "type": "object", "required": ["inputs"],
                         "properties": {
                             "id": { "type": "string" },
                             "inputs": { "type": "array", "minItems": 1, "maxItems": 1, "items": { "$ref": "#/components/schemas/InferTensor" } },
                             "outputs": { "type": "array", "items": { "type": "object", "properties": {
                                 "name": { "type": "string", "enum": ["probabilities"] },
-                                "parameters": { "type": "object", "properties": { "classification": { "type": "integer", "minimum": 1 } } }
+                                "parameters": { "type": "object", "properties": { "classification": { "type": "integer", "minimum": 1 }, "binary_data": { "type": "boolean" } } }
                             } } }
                         }
                     } } } }
                 })
             ) }));
+    // The same operations under /versions/{version}.
+    for route in ["", "/ready", "/infer"] {
+        let plain = format!("/v2/models/{{name}}{route}");
+        let versioned = format!("/v2/models/{{name}}/versions/{{version}}{route}");
+        let mut item = paths[&plain].clone();
+        for op in item.as_object_mut().expect("a path item").values_mut() {
+            op["parameters"] = json!([name_param(), version_param()]);
+        }
+        paths.insert(versioned, item);
+    }
+    let not_found = errors(&[
+        ("404", "Unknown model or version"),
+        ("503", "Not loaded yet"),
+    ]);
+    let model_config = json!({ "get": op("Triton model configuration: platform, backend, max_batch_size, inputs/outputs with data_type and dims, dynamic_batching, instance_group", "kserve", false,
+                with(not_found.clone(), "200", json_ok("Triton model config JSON", json!({ "type": "object" }))),
+                json!({ "parameters": [name_param()] })) });
+    let model_stats = json!({ "get": op("Triton statistics of one model: inference/execution counts, success/fail/queue/compute_input/compute_infer/compute_output count + ns", "kserve", false,
+                with(not_found, "200", json_ok("{\"model_stats\": [...]}", json!({ "type": "object" }))),
+                json!({ "parameters": [name_param()] })) });
+    for (route, item) in [("/config", model_config), ("/stats", model_stats)] {
+        paths.insert(format!("/v2/models/{{name}}{route}"), item.clone());
+        let mut versioned = item;
+        versioned["get"]["parameters"] = json!([name_param(), version_param()]);
+        paths.insert(
+            format!("/v2/models/{{name}}/versions/{{version}}{route}"),
+            versioned,
+        );
+    }
+    paths.insert("/v2/models/stats".into(), json!({ "get": op("Triton statistics of every served model", "kserve", false,
+                with(serde_json::Map::new(), "200", json_ok("{\"model_stats\": [...]}", json!({ "type": "object" }))), json!({})) }));
+    paths.insert("/v2/repository/index".into(), json!({ "post": op("Every model in the model home and every model asked for, with state READY / LOADING / UNAVAILABLE and a reason", "repository", false,
+                with(errors(&[("400", "Malformed body")]), "200", json_ok("[{name, version, state, reason}]", json!({ "type": "array" }))),
+                json!({ "requestBody": { "required": false, "content": { "application/json": { "schema": {
+                    "type": "object", "properties": { "ready": { "type": "boolean" } } } } } } })) }));
+    let control_errors = errors(&[
+        (
+            "400",
+            "Malformed body, unsupported parameters, or the load failed (what was serving is untouched)",
+        ),
+        ("404", "Unknown model"),
+        ("409", "The model is already being loaded"),
+    ]);
+    paths.insert("/v2/repository/models/{name}/load".into(), json!({ "post": op("Load (or reload) a model from the model home; answers once it is served", "repository", true,
+                with(control_errors.clone(), "200", json_ok("The model's index entry", json!({ "type": "object" }))),
+                json!({ "parameters": [name_param()] })) }));
+    paths.insert("/v2/repository/models/{name}/unload".into(), json!({ "post": op("Stop serving a model after its queue drains", "repository", true,
+                with(control_errors, "200", json_ok("The model's index entry", json!({ "type": "object" }))),
+                json!({ "parameters": [name_param()] })) }));
     doc["paths"] = Value::Object(paths);
     doc
 }

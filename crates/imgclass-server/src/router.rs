@@ -1,7 +1,8 @@
 //! The whole application: which handler answers which route, behind which
-//! layers. Inference, history and image routes sit behind the optional API
-//! key; health, metrics, stats, the OpenAPI document and the page are
-//! public.
+//! layers. Inference, history, image and model load/unload routes sit
+//! behind the optional API key; health, metrics, stats, KServe metadata,
+//! model config and statistics, the repository index, the OpenAPI
+//! document and the page are public.
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -11,7 +12,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::handlers::{health, history, kserve, seed};
+use crate::handlers::{health, history, kserve, repository, seed, statistics};
 use crate::response::{IMAGE_ID, INFERENCE_TIME, MODEL, QUEUE_TIME, REQUEST_ID, TOTAL_TIME};
 use crate::{assets, auth, connection, limits, telemetry};
 
@@ -22,12 +23,22 @@ pub fn router(state: AppState) -> Router {
         o.max_body_size,
     );
     let infer = limits::with_body_limit(
-        Router::new().route("/v2/models/{name}/infer", post(kserve::infer)),
+        Router::new()
+            .route("/v2/models/{name}/infer", post(kserve::infer))
+            .route(
+                "/v2/models/{name}/versions/{version}/infer",
+                post(kserve::infer),
+            ),
         o.max_infer_body_size,
     );
     let private = Router::new()
         .route("/api/history", get(history::history))
         .route("/api/images/{id}", get(history::image))
+        .route("/v2/repository/models/{name}/load", post(repository::load))
+        .route(
+            "/v2/repository/models/{name}/unload",
+            post(repository::unload),
+        )
         .merge(classify)
         .merge(infer)
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key));
@@ -40,8 +51,28 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", get(kserve::server_metadata))
         .route("/v2/health/live", get(kserve::live))
         .route("/v2/health/ready", get(kserve::ready))
+        .route("/v2/models/stats", get(statistics::all))
         .route("/v2/models/{name}", get(kserve::model_metadata))
-        .route("/v2/models/{name}/ready", get(kserve::model_ready));
+        .route("/v2/models/{name}/ready", get(kserve::model_ready))
+        .route("/v2/models/{name}/config", get(kserve::model_config))
+        .route("/v2/models/{name}/stats", get(statistics::model))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(kserve::model_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(kserve::model_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/config",
+            get(kserve::model_config),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/stats",
+            get(statistics::model),
+        )
+        .route("/v2/repository/index", post(repository::repository_index));
     for path in assets::paths() {
         public = public.route(path, get(assets::serve));
     }

@@ -21,7 +21,11 @@ use crate::response::{
 };
 
 /// Routes that run the model; `/api/stats` summarises these.
-pub const INFERENCE_ROUTES: &[&str] = &["/classify", "/v2/models/{name}/infer"];
+pub const INFERENCE_ROUTES: &[&str] = &[
+    "/classify",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+];
 /// Probes and scrapes log at debug level so they do not drown the log.
 const QUIET_ROUTES: &[&str] = &[
     "/healthz",

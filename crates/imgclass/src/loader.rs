@@ -42,7 +42,14 @@ impl ModelLoader for HomeLoader {
         )?)
     }
 
+    /// The models in the model home, and the default model, which
+    /// [`ModelLoader::load`] fetches on first use when it is not there yet.
     fn available(&self) -> Vec<String> {
-        ModelRepository::new(&self.home).list()
+        let mut names = ModelRepository::new(&self.home).list();
+        if !names.iter().any(|n| n == imgclass_core::DEFAULT_MODEL) {
+            names.push(imgclass_core::DEFAULT_MODEL.to_string());
+            names.sort();
+        }
+        names
     }
 }

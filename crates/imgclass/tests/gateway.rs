@@ -430,10 +430,12 @@ impl Gateway {
         }
     }
 
-    /// Every access-log line (JSON, one per request).
+    /// Every complete access-log line (JSON, one per request). A line
+    /// nginx is still writing (no newline yet) is left for the next read.
     fn log(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.access_log)
-            .unwrap()
+        let text = std::fs::read_to_string(&self.access_log).unwrap();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| {
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("log line not JSON ({e}): {l}"))

@@ -1,77 +1,69 @@
-//! KServe v2 / Open Inference Protocol (REST): server and model metadata,
-//! health, and infer.
+//! KServe v2 / Open Inference Protocol (REST) as Triton's client speaks
+//! it: server and model metadata, health, and infer. The wire format is
+//! the `imgclass-oip` codec's; this module only maps it onto the model.
 //!
-//! Infer takes one input, either
-//! - `BYTES`: encoded images as base64 strings (or `{"b64": "..."}`), shape `[N]` or `[N, 1]`; or
-//! - `FP32`: images already preprocessed to the model's input, shape `[N, 3, H, W]` (NCHW models).
+//! Infer takes one input, chosen by its datatype (any name is accepted):
+//! - `BYTES`: encoded images, shape `[N]` or `[N, 1]` — as binary tensor
+//!   data (4-byte little-endian length, then the bytes; tritonclient's
+//!   default), as base64 strings or `{"b64": "..."}` in JSON, or as a raw
+//!   body of one image with `Inference-Header-Content-Length: 0`;
+//! - `FP32`: images already preprocessed to the model's input, shape
+//!   `[N, 3, H, W]` (NCHW models), binary or JSON.
 //!
-//! It answers `probabilities` (FP32 `[N, classes]`), or, when the requested
-//! output carries `"parameters": {"classification": k}`, BYTES `[N, k]`
-//! strings `"<prob>:<index>:<label>"` as Triton's classification extension.
-//! Errors use the protocol's `{"error": "..."}` form.
+//! It answers `probabilities` (FP32 `[N, classes]`), or with
+//! `"parameters": {"classification": k}` on the output BYTES `[N, k]`
+//! strings `"<prob>:<index>:<label>"` (Triton's classification extension);
+//! in binary when the output asks `binary_data: true` or the request sets
+//! `binary_data_output: true`, in JSON otherwise. The request `id` is
+//! echoed; request parameters this server does not use (priority, timeout,
+//! sequence…) are accepted and ignored. Errors use the protocol's
+//! `{"error": "..."}` form.
 
 use std::sync::Arc;
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::Extension;
+use axum::Json;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use base64::Engine as _;
 use bytes::Bytes;
+use imgclass_oip::{
+    DataType, INFERENCE_HEADER_CONTENT_LENGTH, InferBody, InferOutput, InferRequest, InferResponse,
+    InputTensor, JsonBytes, ParseOptions, RawInput, ServerMetadata, Tensor, classification,
+    extension, parse_infer_request,
+};
 use imgclass_pipeline::{Deadline, Pipeline, Scored, Timings};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::limits;
 use crate::response::{Stored, readiness, served_by, stored_record, timing_headers};
+use crate::served_model::{
+    self, BYTES_INPUT, MAX_IMAGES_PER_REQUEST, MODEL_VERSION, ModelPath, OUTPUT,
+};
 use crate::telemetry::RequestContext;
 
-/// The output tensor name.
-pub const OUTPUT: &str = "probabilities";
-/// The input names advertised in metadata (any name is accepted).
-pub const BYTES_INPUT: &str = "image";
-pub const FP32_INPUT: &str = "input";
-/// Most images in one infer request.
-pub const MAX_IMAGES_PER_REQUEST: usize = 64;
-const MODEL_VERSION: &str = "1";
-
-#[derive(Debug, Deserialize)]
-struct InferRequest {
-    #[serde(default)]
-    id: Option<String>,
-    inputs: Vec<InputTensor>,
-    #[serde(default)]
-    outputs: Option<Vec<RequestedOutput>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct InputTensor {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
-    data: Value,
-}
-
-#[derive(Debug, Deserialize)]
-struct RequestedOutput {
-    name: String,
-    #[serde(default)]
-    parameters: serde_json::Map<String, Value>,
-}
+/// The protocol extensions this server implements, as `GET /v2` lists them.
+pub const EXTENSIONS: [&str; 5] = [
+    extension::BINARY_TENSOR_DATA,
+    extension::CLASSIFICATION,
+    extension::MODEL_CONFIGURATION,
+    extension::MODEL_REPOSITORY,
+    extension::STATISTICS,
+];
 
 /// `GET /v2`.
-pub async fn server_metadata() -> Json<Value> {
-    Json(json!({
-        "name": "imgclass",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["classification"],
-    }))
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "imgclass".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+    })
 }
 
 /// `GET /v2/health/live`.
-pub async fn live() -> Json<Value> {
+pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "live": true }))
 }
 
@@ -80,113 +72,132 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     readiness(state.is_ready(), json!({ "ready": state.is_ready() }))
 }
 
-/// `GET /v2/models/{name}/ready`: this model is served and the server is
-/// not draining; 404 for a model this server does not have.
+/// `GET /v2/models/{name}[/versions/{version}]/ready`: this model is served
+/// and the server is not draining; 404 for a model this server does not have.
 pub async fn model_ready(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(path): Path<ModelPath>,
 ) -> Result<Response, ApiError> {
-    let ready = match state.pipeline(Some(&name)) {
+    let ready = match path.pipeline(&state) {
         Ok(_) => state.phase() != crate::app::Phase::Draining,
         Err(ApiError::NotReady) => false,
         Err(e) => return Err(e),
     };
-    Ok(readiness(ready, json!({ "name": name, "ready": ready })))
+    Ok(readiness(
+        ready,
+        json!({ "name": path.name, "ready": ready }),
+    ))
 }
 
-/// `GET /v2/models/{name}`.
+/// `GET /v2/models/{name}[/versions/{version}]`.
 pub async fn model_metadata(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let pipeline = state.pipeline(Some(&name))?;
-    let [a, b, c] = pipeline.model().config.input.dims();
-    let platform = match pipeline.engine().kind() {
-        imgclass_core::engine::EngineKind::Ort => "onnxruntime_onnx",
-        imgclass_core::engine::EngineKind::Tract => "tract_onnx",
-    };
-    Ok(Json(json!({
-        "name": pipeline.name(),
-        "versions": [MODEL_VERSION],
-        "platform": platform,
-        "inputs": [
-            { "name": BYTES_INPUT, "datatype": "BYTES", "shape": [-1] },
-            { "name": FP32_INPUT, "datatype": "FP32", "shape": [-1, a, b, c] },
-        ],
-        "outputs": [
-            { "name": OUTPUT, "datatype": "FP32", "shape": [-1, pipeline.num_classes()] },
-        ],
-    })))
+    Path(path): Path<ModelPath>,
+) -> Result<Response, ApiError> {
+    let pipeline = path.pipeline(&state)?;
+    Ok(Json(served_model::metadata(&pipeline)).into_response())
 }
 
-/// Row-major flattening of nested JSON arrays (the protocol allows both).
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        other => out.push(other),
+/// `GET /v2/models/{name}[/versions/{version}]/config`: Triton's model
+/// configuration (see [`served_model::config`]).
+pub async fn model_config(
+    State(state): State<AppState>,
+    Path(path): Path<ModelPath>,
+) -> Result<Response, ApiError> {
+    let pipeline = path.pipeline(&state)?;
+    let config = served_model::config(&pipeline, state.options().max_batch_delay);
+    Ok(Json(config).into_response())
+}
+
+/// `POST /v2/models/{name}[/versions/{version}]/infer`. The model is looked
+/// up before the body is read: an unknown one is a 404 whose body is
+/// discarded unread (drained, so the client sees the answer).
+pub async fn infer(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(path): Path<ModelPath>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let pipeline = match path.pipeline(&state) {
+        Ok(p) => p,
+        Err(e) => {
+            limits::discard(request).await;
+            return Err(e);
+        }
+    };
+    let header_length = request
+        .headers()
+        .get(INFERENCE_HEADER_CONTENT_LENGTH)
+        .map(|v| v.as_bytes().to_vec());
+    let body = Bytes::from_request(request, &state)
+        .await
+        .map_err(|r| match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+                limit: state.options().max_infer_body_size,
+            },
+            _ => ApiError::BadRequest(format!("cannot read the request body: {}", r.body_text())),
+        })?;
+    let answer = async {
+        let request = parse(&state, &pipeline, body, header_length.as_deref())?;
+        answer(&state, &pipeline, ctx, request).await
     }
+    .await;
+    Ok(served_by(answer.into_response(), pipeline.name()))
+}
+
+/// The codec's limits for this model: at most a full request of
+/// preprocessed images per input, and the infer body limit in bytes. JSON
+/// strings of BYTES inputs are base64 (images are binary; tritonclient
+/// base64-encodes them itself when asked for JSON).
+fn parse_options(state: &AppState, pipeline: &Pipeline) -> ParseOptions {
+    ParseOptions {
+        max_elements: MAX_IMAGES_PER_REQUEST * pipeline.engine().image_len().max(1),
+        max_bytes: state.options().max_infer_body_size,
+        json_bytes: JsonBytes::Base64,
+    }
+}
+
+/// Body (and `Inference-Header-Content-Length`) → a request. A raw body is
+/// one encoded image for the BYTES input.
+fn parse(
+    state: &AppState,
+    pipeline: &Pipeline,
+    body: Bytes,
+    header_length: Option<&[u8]>,
+) -> Result<InferRequest, ApiError> {
+    let opts = parse_options(state, pipeline);
+    Ok(match parse_infer_request(body, header_length, &opts)? {
+        InferBody::Request(r) => r,
+        InferBody::Raw(data) => InferRequest::from_raw(
+            data,
+            RawInput {
+                name: BYTES_INPUT,
+                datatype: DataType::Bytes,
+                shape: &[1, 1],
+            },
+            &opts,
+        )?,
+    })
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
 }
 
-/// Images in a request from its declared shape.
-fn batch_of(shape: &[i64]) -> Result<usize, ApiError> {
-    let n = *shape
+/// Images in a request from its input's shape.
+fn batch_of(input: &InputTensor) -> Result<usize, ApiError> {
+    let n = *input
+        .tensor
+        .shape()
         .first()
-        .ok_or_else(|| bad("input shape must not be empty"))?;
-    if n < 1 || n as usize > MAX_IMAGES_PER_REQUEST {
+        .ok_or_else(|| bad(format!("input {:?}: shape must not be empty", input.name)))?;
+    if !(1..=MAX_IMAGES_PER_REQUEST).contains(&n) {
         return Err(bad(format!(
-            "the batch dimension must be from 1 to {MAX_IMAGES_PER_REQUEST}, got {n}"
+            "input {:?}: the batch dimension must be from 1 to {MAX_IMAGES_PER_REQUEST}, got {n}",
+            input.name
         )));
     }
-    Ok(n as usize)
-}
-
-/// Decodes a BYTES element: a base64 string or `{"b64": "..."}`.
-fn decode_image(v: &Value, i: usize) -> Result<Bytes, ApiError> {
-    let text = match v {
-        Value::String(s) => s.as_str(),
-        Value::Object(m) => m.get("b64").and_then(Value::as_str).ok_or_else(|| {
-            bad(format!(
-                "image {i}: expected a base64 string or {{\"b64\": \"...\"}}"
-            ))
-        })?,
-        _ => return Err(bad(format!("image {i}: expected a base64 string"))),
-    };
-    let t = text.trim();
-    let engines = [
-        &base64::engine::general_purpose::STANDARD,
-        &base64::engine::general_purpose::STANDARD_NO_PAD,
-        &base64::engine::general_purpose::URL_SAFE,
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-    ];
-    engines
-        .iter()
-        .find_map(|e| e.decode(t).ok())
-        .map(Bytes::from)
-        .ok_or_else(|| bad(format!("image {i} is not valid base64")))
-}
-
-/// `POST /v2/models/{name}/infer`.
-pub async fn infer(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-            limit: state.options().max_infer_body_size,
-        },
-        _ => bad(format!("cannot read the request body: {}", r.body_text())),
-    })?;
-    let request: InferRequest = serde_json::from_slice(&body)
-        .map_err(|e| bad(format!("invalid inference request: {e}")))?;
-    let pipeline = state.pipeline(Some(&name))?;
-    let answer = answer(&state, &pipeline, ctx, request).await;
-    Ok(served_by(answer.into_response(), pipeline.name()))
+    Ok(n)
 }
 
 async fn answer(
@@ -195,42 +206,25 @@ async fn answer(
     ctx: RequestContext,
     request: InferRequest,
 ) -> Result<Response, ApiError> {
-    let classification = requested_classification(&request, pipeline.num_classes())?;
+    let outputs = request.resolve_outputs(&[OUTPUT])?;
     let [input] = request.inputs.as_slice() else {
         return Err(bad(format!(
-            "expected exactly one input, got {}",
+            "expected exactly one input (BYTES {BYTES_INPUT:?} or FP32 {:?}), got {}",
+            served_model::FP32_INPUT,
             request.inputs.len()
         )));
     };
-    let n = batch_of(&input.shape)?;
-    let mut values = Vec::new();
-    flatten(&input.data, &mut values);
+    let n = batch_of(input)?;
     let deadline = Deadline::from(ctx.arrived, state.options().request_timeout);
-
-    let admitted = pipeline.admit(n)?;
     let mut stored = Stored::Off;
-    let scored: Vec<Scored> = match input.datatype.as_str() {
-        "BYTES" => {
-            if input.shape.len() > 2 || input.shape.get(1).is_some_and(|&d| d != 1) {
-                return Err(bad(format!(
-                    "BYTES input {:?} must have shape [N] or [N, 1]",
-                    input.name
-                )));
-            }
-            if values.len() != n {
-                return Err(bad(format!(
-                    "shape says {n} images but data has {}",
-                    values.len()
-                )));
-            }
-            let images = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| decode_image(v, i))
-                .collect::<Result<Vec<_>, _>>()?;
+    let scored: Vec<Scored> = match input.tensor.datatype() {
+        DataType::Bytes => {
+            let images = bytes_images(input)?;
+            let admitted = pipeline.admit(n)?;
             let classified = pipeline
                 .classify_all(&admitted, images.clone(), deadline)
                 .await?;
+            drop(admitted);
             // Answered only once stored (see `commit`).
             let records = classified.iter().map(|c| stored_record(pipeline, c, None));
             stored = state
@@ -244,84 +238,75 @@ async fn answer(
                 })
                 .collect()
         }
-        "FP32" => {
-            let tensors = fp32_tensors(pipeline, input, n, &values)?;
+        DataType::Fp32 => {
+            let tensors = fp32_tensors(pipeline, input, n)?;
+            let admitted = pipeline.admit(n)?;
             pipeline.infer_tensors(&admitted, tensors, deadline).await?
         }
         other => {
             return Err(bad(format!(
-                "unsupported datatype {other:?}: send BYTES (encoded images) or FP32 (preprocessed)"
+                "input {:?}: unsupported datatype {other}: send BYTES (encoded images) or FP32 (preprocessed)",
+                input.name
             )));
         }
     };
-    drop(admitted);
 
     let classes = pipeline.num_classes();
-    let output = match classification {
-        Some(k) => {
-            let data: Vec<String> = scored
-                .iter()
-                .flat_map(|s| {
-                    pipeline
-                        .top_k(&s.probabilities, k)
-                        .into_iter()
-                        .map(|p| format!("{:.6}:{}:{}", p.probability, p.index, p.label))
-                })
-                .collect();
-            json!({ "name": OUTPUT, "datatype": "BYTES", "shape": [n, k], "data": data })
-        }
-        None => {
-            let data: Vec<f32> = scored
-                .iter()
-                .flat_map(|s| s.probabilities.iter().copied())
-                .collect();
-            json!({ "name": OUTPUT, "datatype": "FP32", "shape": [n, classes], "data": data })
-        }
-    };
-    let mut body = json!({
-        "model_name": pipeline.name(),
-        "model_version": MODEL_VERSION,
-        "outputs": [output],
-    });
-    if let Some(id) = request.id {
-        body["id"] = Value::String(id);
+    let scores: Vec<f32> = scored
+        .iter()
+        .flat_map(|s| s.probabilities.iter().copied())
+        .collect();
+    let labels = &pipeline.model().labels;
+    let outputs = outputs
+        .into_iter()
+        .map(|spec| {
+            let tensor = match spec.classification {
+                Some(k) => classification(&scores, classes, k, |i| Some(labels.get(i)))?,
+                None => Tensor::from_f32(vec![n, classes], &scores)?,
+            };
+            Ok(InferOutput {
+                name: spec.name,
+                tensor,
+                format: spec.format,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let encoded = InferResponse {
+        model_name: pipeline.name().to_string(),
+        model_version: MODEL_VERSION.to_string(),
+        id: request.id.clone(),
+        outputs,
     }
-    let mut response = Json(body).into_response();
+    .encode();
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(encoded.content_type()),
+        )],
+        encoded.body,
+    )
+        .into_response();
+    if let Some(length) = encoded.header_length {
+        response
+            .headers_mut()
+            .insert(INFERENCE_HEADER_CONTENT_LENGTH, HeaderValue::from(length));
+    }
     let timings = Timings::slowest(scored.iter().map(|s| &s.timings));
     timing_headers(&mut response, pipeline, &timings);
     stored.mark(&mut response);
     Ok(response)
 }
 
-/// The `classification` parameter of the requested output, if any.
-fn requested_classification(
-    request: &InferRequest,
-    classes: usize,
-) -> Result<Option<usize>, ApiError> {
-    let Some(outputs) = &request.outputs else {
-        return Ok(None);
-    };
-    let mut k = None;
-    for o in outputs {
-        if o.name != OUTPUT {
-            return Err(bad(format!(
-                "unknown output {:?}: this model has {OUTPUT:?}",
-                o.name
-            )));
-        }
-        if let Some(v) = o.parameters.get("classification") {
-            let n = v
-                .as_u64()
-                .filter(|&n| n >= 1 && n as usize <= classes)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "classification must be a whole number from 1 to {classes}"
-                    ))
-                })?;
-            k = Some(n as usize);
-        }
+/// The encoded images of a BYTES input of shape `[N]` or `[N, 1]`.
+fn bytes_images(input: &InputTensor) -> Result<Vec<Bytes>, ApiError> {
+    let shape = input.tensor.shape();
+    if shape.len() > 2 || shape.get(1).is_some_and(|&d| d != 1) {
+        return Err(bad(format!(
+            "BYTES input {:?} must have shape [N] or [N, 1], got {shape:?}",
+            input.name
+        )));
     }
-    Ok(k)
+    Ok(input.tensor.elements().unwrap_or_default().to_vec())
 }
 
 /// Checks an FP32 input against the model's shape and splits it per image.
@@ -329,71 +314,29 @@ fn fp32_tensors(
     pipeline: &Pipeline,
     input: &InputTensor,
     n: usize,
-    values: &[&Value],
 ) -> Result<Vec<Vec<f32>>, ApiError> {
     let dims = pipeline.model().config.input.dims();
-    let want: Vec<i64> = std::iter::once(n as i64)
-        .chain(dims.iter().map(|&d| d as i64))
-        .collect();
-    if input.shape != want {
+    let want: Vec<usize> = std::iter::once(n).chain(dims.iter().copied()).collect();
+    if input.tensor.shape() != want.as_slice() {
         return Err(bad(format!(
             "FP32 input {:?} must have shape {want:?} (the model's preprocessed input), got {:?}",
-            input.name, input.shape
+            input.name,
+            input.tensor.shape()
+        )));
+    }
+    let values = input
+        .tensor
+        .to_f32()
+        .ok_or_else(|| ApiError::internal("an FP32 tensor without FP32 values"))?;
+    if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+        return Err(bad(format!(
+            "FP32 input {:?}: value {i} is not a finite number",
+            input.name
         )));
     }
     let per_image: usize = dims.iter().product();
-    if values.len() != n * per_image {
-        return Err(bad(format!(
-            "shape {want:?} needs {} values, data has {}",
-            n * per_image,
-            values.len()
-        )));
-    }
-    let mut flat = Vec::with_capacity(values.len());
-    for (i, v) in values.iter().enumerate() {
-        let x = v
-            .as_f64()
-            .filter(|x| x.is_finite())
-            .ok_or_else(|| bad(format!("FP32 value {i} is not a finite number")))?;
-        flat.push(x as f32);
-    }
-    Ok(flat.chunks_exact(per_image).map(<[f32]>::to_vec).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nested_data_flattens_row_major() {
-        let v = json!([[1, 2], [3, [4, 5]]]);
-        let mut out = Vec::new();
-        flatten(&v, &mut out);
-        let got: Vec<i64> = out.iter().map(|v| v.as_i64().unwrap()).collect();
-        assert_eq!(got, vec![1, 2, 3, 4, 5]);
-    }
-
-    #[test]
-    fn base64_variants_decode() {
-        let std = json!("aGk/Pz8+");
-        assert_eq!(&decode_image(&std, 0).unwrap()[..], b"hi???>");
-        let url = json!("aGk_Pz8-");
-        assert_eq!(&decode_image(&url, 0).unwrap()[..], b"hi???>");
-        assert_eq!(&decode_image(&json!({"b64": "aGk"}), 0).unwrap()[..], b"hi");
-        assert!(
-            decode_image(&json!("***"), 3)
-                .unwrap_err()
-                .to_string()
-                .contains("image 3")
-        );
-        assert!(decode_image(&json!(7), 0).is_err());
-    }
-
-    #[test]
-    fn batch_dimension_is_bounded() {
-        assert_eq!(batch_of(&[3]).unwrap(), 3);
-        assert!(batch_of(&[]).is_err());
-        assert!(batch_of(&[0]).is_err());
-        assert!(batch_of(&[1000]).is_err());
-    }
+    Ok(values
+        .chunks_exact(per_image)
+        .map(<[f32]>::to_vec)
+        .collect())
 }

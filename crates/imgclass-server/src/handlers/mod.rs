@@ -4,4 +4,6 @@
 pub mod health;
 pub mod history;
 pub mod kserve;
+pub mod repository;
 pub mod seed;
+pub mod statistics;

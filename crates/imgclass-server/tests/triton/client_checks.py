@@ -15,7 +15,7 @@ server rather than hard-coding its names.
 Usage:
     python client_checks.py --url 127.0.0.1:18080 --model efficientnet-lite0 \
         --image coffee.png --expect 967,968 [--image2 chelsea.png] \
-        [--reference-top1 905] [--api-key KEY] [--only a,b] [--skip-repository]
+        [--reference-top1 905] [--api-key KEY] [--other-model NAME] [--only a,b] [--skip-repository]
 """
 
 import argparse
@@ -76,7 +76,6 @@ def expect_http_error(fn, statuses, what):
 class Checks:
     def __init__(self, args):
         self.args = args
-        self.headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
         self.client = httpclient.InferenceServerClient(
             url=args.url, connection_timeout=10.0, network_timeout=60.0
         )
@@ -88,6 +87,13 @@ class Checks:
         self.meta = None
 
     # -- helpers ---------------------------------------------------------
+    @property
+    def headers(self):
+        """A fresh dict per call: tritonclient's infer() writes
+        Inference-Header-Content-Length into the dict it is given, and a
+        reused dict would send that stale length with the next request."""
+        return {"Authorization": f"Bearer {self.args.api_key}"} if self.args.api_key else None
+
     def names(self):
         if self.meta is None:
             self.meta = self.client.get_model_metadata(self.args.model, headers=self.headers)
@@ -349,6 +355,33 @@ class Checks:
         r = self.infer([self.image_input([self.image])])
         return f"unloaded infer -> {s}; reloaded top1={self.top_ok(self.probabilities(r, 1)[0])}"
 
+    def check_repository_other_model(self):
+        """A second model of the model home: listed but not served until
+        loaded, then served beside the first, then unloaded again."""
+        other = self.args.other_model
+        idx = self.client.get_model_repository_index(headers=self.headers)
+        entry = [m for m in idx if m.get("name") == other]
+        expect(entry and entry[0].get("state") != "READY", f"{other} in the index before load: {entry}")
+        expect(entry[0].get("reason"), f"no reason for {other} not being ready: {entry}")
+        expect(not self.client.is_model_ready(other, headers=self.headers), f"{other} ready before load")
+        s, _ = expect_http_error(
+            lambda: self.client.infer(other, [self.image_input([self.image])], headers=self.headers),
+            {404}, f"infer on {other} before load")
+        self.client.load_model(other, headers=self.headers)
+        expect(self.client.is_model_ready(other, headers=self.headers), f"{other} not ready after load")
+        r = self.client.infer(other, [self.image_input([self.image])], headers=self.headers,
+                              outputs=[httpclient.InferRequestedOutput(self.names()[2]["name"], class_count=1)])
+        top = r.as_numpy(self.names()[2]["name"])[0][0]
+        top = top.decode() if isinstance(top, bytes) else str(top)
+        expect(self.client.is_model_ready(self.args.model, headers=self.headers),
+               "loading another model disturbed the first")
+        stats = self.client.get_inference_statistics(headers=self.headers)
+        names = {m.get("name") for m in stats.get("model_stats", [])}
+        expect({other, self.args.model} <= names, f"stats of every served model: {names}")
+        self.client.unload_model(other, headers=self.headers)
+        expect(not self.client.is_model_ready(other, headers=self.headers), f"{other} ready after unload")
+        return f"before load infer -> {s}; loaded top1={top!r}; unloaded"
+
     def check_unknown_model(self):
         nope = "no-such-model"
         codes = []
@@ -358,6 +391,9 @@ class Checks:
             ("stats", lambda: self.client.get_inference_statistics(nope, headers=self.headers)),
             ("infer", lambda: self.client.infer(nope, [self.image_input([self.image])], headers=self.headers)),
             ("load", lambda: self.client.load_model(nope, headers=self.headers)),
+            ("unload", lambda: self.client.unload_model(nope, headers=self.headers)),
+            ("version", lambda: self.client.get_model_metadata(self.args.model, model_version="7",
+                                                               headers=self.headers)),
         ]:
             s, _ = expect_http_error(fn, {404}, f"{what} of an unknown model")
             codes.append(f"{what}={s}")
@@ -380,9 +416,9 @@ ORDER = [
     "bytes_batch_binary", "fp32_binary", "fp32_json", "outputs_not_named",
     "classification_binary", "classification_json", "request_id", "unused_parameters",
     "statistics_move", "repository_index", "unknown_model", "corrupt_image_binary",
-    "repository_unload_load",
+    "repository_unload_load", "repository_other_model",
 ]
-REPOSITORY = {"repository_index", "repository_unload_load"}
+REPOSITORY = {"repository_index", "repository_unload_load", "repository_other_model"}
 
 
 def main():
@@ -395,6 +431,8 @@ def main():
     ap.add_argument("--reference-top1", type=int,
                     help="top-1 class of DESIGN.md's reference FP32 tensor (905 for efficientnet-lite0)")
     ap.add_argument("--api-key", help="sent as Authorization: Bearer on every call")
+    ap.add_argument("--other-model",
+                    help="a second model of the model home, not loaded at start (repository_other_model)")
     ap.add_argument("--only", help="comma-separated checks to run (default: all)")
     ap.add_argument("--skip-repository", action="store_true", help="skip index/load/unload")
     ap.add_argument("--list", action="store_true", help="print the check names and exit")
@@ -412,6 +450,8 @@ def main():
         chosen = [c for c in ORDER if c in wanted]
     if args.skip_repository:
         chosen = [c for c in chosen if c not in REPOSITORY]
+    if not args.other_model:
+        chosen = [c for c in chosen if c != "repository_other_model"]
 
     checks = Checks(args)
     for name in chosen:
