@@ -6,17 +6,20 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use imgclass_core::{Engine, LoadedModel};
 use imgclass_pipeline::{
     Deadline, LifecycleError, ModelLoader, ModelSet, ModelState, Pipeline, PipelineOptions,
     Resources, Scored,
 };
 
+use crate::commit::StoreQueue;
 use crate::deployment_stats::Deployment;
 use crate::error::{ApiError, ServerError};
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
-use crate::storage::{Storage, StoreQueue};
+use crate::response::Stored;
+use crate::storage::{Storage, StoredRecord};
 
 /// Where the server is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,11 +101,18 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let store = match &options.images_dir {
             Some(dir) => {
-                let storage = Storage::open(dir).map_err(|source| ServerError::Storage {
+                let failed = |source| ServerError::Storage {
                     path: dir.display().to_string(),
                     source,
-                })?;
-                Some(StoreQueue::new(storage, metrics.clone()))
+                };
+                let storage = Storage::open(dir).map_err(failed)?;
+                let queue = StoreQueue::new(
+                    storage,
+                    options.store_sync,
+                    options.store_commit_delay,
+                    metrics.clone(),
+                );
+                Some(queue.map_err(failed)?)
             }
             None => None,
         };
@@ -359,6 +369,26 @@ impl AppState {
     /// Values in one preprocessed image of the default model, once loaded.
     pub fn image_len(&self) -> Option<usize> {
         self.pipeline(None).ok().map(|p| p.engine().image_len())
+    }
+
+    /// Stores uploads with their records before they are answered (the
+    /// durability contract): [`Stored::Yes`] once they are in the images
+    /// folder; when that fails, [`Stored::No`], or under
+    /// `--require-store` [`ApiError::NotStored`] (507).
+    pub(crate) async fn store_uploads(
+        &self,
+        items: Vec<(Bytes, StoredRecord)>,
+    ) -> Result<Stored, ApiError> {
+        let Some(store) = self.store() else {
+            return Ok(Stored::Off);
+        };
+        match store.store_all(items).await {
+            Ok(()) => Ok(Stored::Yes),
+            Err(e) if self.inner.options.require_store => Err(ApiError::NotStored {
+                detail: e.to_string(),
+            }),
+            Err(e) => Ok(Stored::No(e.to_string())),
+        }
     }
 
     /// Waits until every storage write started so far has finished.

@@ -16,7 +16,7 @@ use imgclass_core::ImageError;
 use imgclass_oip::OipError;
 use imgclass_pipeline::PipelineError;
 
-use crate::response::{self, InternalDetail};
+use crate::response::{self, InternalDetail, StoreFailure};
 
 /// An answer that is not a success.
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +58,21 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the request took longer than {0:?}")]
     Timeout(Duration),
+    /// The body arrived too slowly (see `connection`).
+    #[error("{0}")]
+    BodyTimeout(String),
     #[error("missing or wrong API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
     /// A service this answer depends on (the deployment's Prometheus)
     /// failed; the message says which and why.
     #[error("{0}")]
     BadGateway(String),
+    /// Under `--require-store`, the upload could not be stored; `detail`
+    /// is logged with the request id, never sent.
+    #[error(
+        "the upload could not be stored (the images folder is full or not writable) and this server answers only stored uploads; nothing was kept"
+    )]
+    NotStored { detail: String },
     /// A server fault; `detail` is logged, never sent.
     #[error("internal error")]
     Internal { detail: String },
@@ -109,8 +118,10 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::NotStored { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -160,8 +171,14 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
-        if let ApiError::Internal { detail } = self {
-            response.extensions_mut().insert(InternalDetail(detail));
+        match self {
+            ApiError::Internal { detail } => {
+                response.extensions_mut().insert(InternalDetail(detail));
+            }
+            ApiError::NotStored { detail } => {
+                response.extensions_mut().insert(StoreFailure(detail));
+            }
+            _ => {}
         }
         response
     }
@@ -184,8 +201,6 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Load(#[from] imgclass_pipeline::LifecycleError),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
     #[error("--prometheus-url / --prometheus-selector: {0}")]
     Prometheus(String),
 }
@@ -226,6 +241,13 @@ mod tests {
             ),
             (ApiError::QueueFull, 503),
             (ApiError::Timeout(Duration::from_secs(1)), 504),
+            (ApiError::BodyTimeout("slow".into()), 408),
+            (
+                ApiError::NotStored {
+                    detail: "EROFS".into(),
+                },
+                507,
+            ),
             (ApiError::Unauthorized, 401),
         ];
         for (e, status) in cases {

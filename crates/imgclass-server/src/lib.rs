@@ -5,8 +5,8 @@
 //! ```text
 //! router ─▶ telemetry, auth, limits ─▶ handlers (seed, kserve, statistics,
 //! repository, history, health) ─▶ the model's Pipeline (imgclass-pipeline: admission, decode
-//! pool, batch queue, engine workers, softmax, top-k) ─▶ response; storage
-//! writes the upload in the background
+//! pool, batch queue, engine workers, softmax, top-k) ─▶ commit (the
+//! upload and its record durable in the images folder) ─▶ response
 //! ```
 //!
 //! The KServe v2 routes use the `imgclass-oip` codec for the wire format
@@ -22,6 +22,8 @@
 mod app;
 mod assets;
 mod auth;
+mod commit;
+mod connection;
 mod deployment_stats;
 mod error;
 mod handlers;
@@ -46,6 +48,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use app::{AppState, Phase};
+pub use commit::StoreSync;
+pub use connection::ConnectionOptions;
 pub use error::{ApiError, ServerError};
 pub use handlers::seed::SeedPrediction;
 pub use imgclass_pipeline::ModelLoader;
@@ -53,6 +57,8 @@ pub use options::{DEFAULT_PROMETHEUS_SELECTOR, ServerOptions};
 pub use router::router;
 pub use shutdown::signal as shutdown_signal;
 pub use storage::{HistoryPage, Storage, StoredRecord};
+/// The `/classify` body reader, public for the fuzz harness (crate imgclass-fuzz).
+pub use upload::{Upload, read_upload};
 
 /// Runs the server on `host:port` until SIGTERM/SIGINT; builds its own
 /// tokio runtime.

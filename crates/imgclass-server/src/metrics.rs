@@ -23,6 +23,7 @@ use hashbrown::{Equivalent, HashMap};
 use imgclass_pipeline::{DropReason, Observer, Timings};
 use serde::Serialize;
 
+use crate::connection::ConnectionStats;
 use crate::inference_stats::InferenceCounters;
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -217,7 +218,10 @@ pub(crate) struct Metrics {
     models: RwLock<BTreeMap<String, Arc<ModelMetrics>>>,
     images_stored: AtomicU64,
     store_failures: AtomicU64,
+    store_commit_duration: Histogram,
+    store_group_size: Histogram,
     in_flight: AtomicI64,
+    connections: Arc<ConnectionStats>,
     /// (finished at, seconds, model) of answered inference requests.
     window: Mutex<VecDeque<(Instant, f32, Arc<str>)>>,
 }
@@ -271,7 +275,10 @@ impl Metrics {
             models: RwLock::new(BTreeMap::new()),
             images_stored: AtomicU64::new(0),
             store_failures: AtomicU64::new(0),
+            store_commit_duration: Histogram::new(LATENCY_BUCKETS),
+            store_group_size: Histogram::new(BATCH_BUCKETS),
             in_flight: AtomicI64::new(0),
+            connections: Default::default(),
             window: Mutex::new(VecDeque::new()),
         }
     }
@@ -341,6 +348,12 @@ impl Metrics {
         self.store_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A group of `size` writes committed (written, fsynced, renamed) in `took`.
+    pub fn store_committed(&self, size: usize, took: Duration) {
+        self.store_group_size.observe(size as f64);
+        self.store_commit_duration.observe(took.as_secs_f64());
+    }
+
     /// Counts a request in flight until the guard drops.
     pub fn in_flight(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -349,6 +362,11 @@ impl Metrics {
 
     pub fn in_flight_now(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The counters the connection layer updates.
+    pub fn connections(&self) -> &Arc<ConnectionStats> {
+        &self.connections
     }
 
     #[cfg(test)]
@@ -475,9 +493,32 @@ impl Metrics {
             &mut out,
             "imgclass_store_failures_total",
             "counter",
-            "Uploads that could not be stored.",
+            "Uploads and KServe images that could not be stored (disk full, read-only folder); their answers said so.",
             self.store_failures.load(Ordering::Relaxed),
         );
+        for (name, help, h) in [
+            (
+                "imgclass_store_commit_seconds",
+                "Time to write, fsync and rename one group of uploads.",
+                &self.store_commit_duration,
+            ),
+            (
+                "imgclass_store_group_size",
+                "Uploads committed together by one group commit.",
+                &self.store_group_size,
+            ),
+        ] {
+            header(&mut out, name, "histogram", help);
+            h.render(&mut out, name, "");
+        }
+        for (name, kind, help, value) in self.connections.series() {
+            scalar(&mut out, name, kind, help, value);
+        }
+        let (name, help) = crate::connection::TIMEOUTS_SERIES;
+        header(&mut out, name, "counter", help);
+        for (phase, n) in self.connections.timeouts() {
+            let _ = writeln!(out, "{name}{{phase=\"{phase}\"}} {n}");
+        }
         scalar(
             &mut out,
             "imgclass_ready",

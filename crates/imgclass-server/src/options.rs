@@ -8,6 +8,8 @@ use imgclass_core::{DecodeLimits, usable_cpus};
 
 /// The replicas' scrape job in the shipped Prometheus configurations.
 pub const DEFAULT_PROMETHEUS_SELECTOR: &str = r#"job="imgclass""#;
+use crate::commit::StoreSync;
+use crate::connection::ConnectionOptions;
 
 /// The service's settings.
 #[derive(Clone, Debug)]
@@ -36,6 +38,13 @@ pub struct ServerOptions {
     pub engine_cores: usize,
     /// Where uploads are stored; `None` turns storage off.
     pub images_dir: Option<PathBuf>,
+    /// How stored uploads reach the disk before they are answered.
+    pub store_sync: StoreSync,
+    /// How long the committer gathers writes into one group (zero: what
+    /// is waiting when it becomes free).
+    pub store_commit_delay: Duration,
+    /// Answer 507 instead of an unstored 200 when an upload cannot be stored.
+    pub require_store: bool,
     /// CORS origins; empty turns CORS off.
     pub cors_origins: Vec<String>,
     /// Bearer key required on inference and history routes.
@@ -48,6 +57,8 @@ pub struct ServerOptions {
     pub prometheus_url: Option<String>,
     /// The series of this deployment's replicas in that Prometheus.
     pub prometheus_selector: String,
+    /// Client connection limits and timeouts.
+    pub connection: ConnectionOptions,
 }
 
 impl ServerOptions {
@@ -74,11 +85,15 @@ impl Default for ServerOptions {
             preprocess_threads: usable_cpus(),
             engine_cores: usable_cpus(),
             images_dir: None,
+            store_sync: StoreSync::Group,
+            store_commit_delay: Duration::ZERO,
+            require_store: false,
             cors_origins: Vec::new(),
             api_key: None,
             shutdown_grace: Duration::from_secs(30),
             prometheus_url: None,
             prometheus_selector: DEFAULT_PROMETHEUS_SELECTOR.to_string(),
+            connection: ConnectionOptions::default(),
         }
     }
 }

@@ -17,6 +17,9 @@ pub const IMAGE_ID: &str = "x-image-id";
 pub const QUEUE_TIME: &str = "x-queue-time";
 pub const INFERENCE_TIME: &str = "x-inference-time";
 pub const MODEL: &str = "x-model";
+/// `true` when the upload and its record are in the images folder (the
+/// durability contract), `false` when storing failed; absent with storage off.
+pub const STORED: &str = "x-image-stored";
 
 /// How long clients are told to wait after a 503 (queue full or loading).
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -28,6 +31,40 @@ pub const STORED_TOP_K: usize = 5;
 /// middleware (which logs it with the request id) and never sent.
 #[derive(Clone, Debug)]
 pub struct InternalDetail(pub String);
+
+/// Why an upload was not stored, carried to the telemetry middleware
+/// (which logs it with the request id) and never sent.
+#[derive(Clone, Debug)]
+pub struct StoreFailure(pub String);
+
+/// What became of an answer's uploads.
+#[derive(Debug)]
+pub enum Stored {
+    /// Storage is off.
+    Off,
+    /// In the images folder, as the commit policy promises.
+    Yes,
+    /// Storing failed (the answer says so); the detail is logged.
+    No(String),
+}
+
+impl Stored {
+    /// Says so in `response`: the `X-Image-Stored` header, and the failure
+    /// for the log.
+    pub fn mark(self, response: &mut Response) {
+        let value = match self {
+            Stored::Off => return,
+            Stored::Yes => "true",
+            Stored::No(detail) => {
+                response.extensions_mut().insert(StoreFailure(detail));
+                "false"
+            }
+        };
+        response
+            .headers_mut()
+            .insert(STORED, HeaderValue::from_static(value));
+    }
+}
 
 /// The model that handled a request, carried in the response's extensions
 /// to the telemetry middleware (metrics by model).

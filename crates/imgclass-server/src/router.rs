@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::handlers::{health, history, kserve, repository, seed, statistics};
 use crate::response::{IMAGE_ID, INFERENCE_TIME, MODEL, QUEUE_TIME, REQUEST_ID, TOTAL_TIME};
-use crate::{assets, auth, limits, telemetry};
+use crate::{assets, auth, connection, limits, telemetry};
 
 pub fn router(state: AppState) -> Router {
     let o = state.options().clone();
@@ -77,11 +77,14 @@ pub fn router(state: AppState) -> Router {
     for path in assets::paths() {
         public = public.route(path, get(assets::serve));
     }
-    let mut app = public
+    let app = public
         .merge(private)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), telemetry::observe));
+        .method_not_allowed_fallback(method_not_allowed);
+    // Inside `observe`, so a trickled body is logged and counted as its 408.
+    let mut app =
+        connection::with_body_deadline(app, &o.connection, state.metrics().connections().clone())
+            .layer(from_fn_with_state(state.clone(), telemetry::observe));
     if let Some(cors) = cors_layer(&o.cors_origins) {
         app = app.layer(cors);
     }

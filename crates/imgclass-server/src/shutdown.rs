@@ -4,13 +4,13 @@
 //! within the shutdown grace; past it the server exits anyway, so an
 //! orchestrator's kill timeout is never what ends the process.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Instant;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::app::AppState;
+use crate::connection;
 use crate::error::ServerError;
 use crate::router::router;
 
@@ -63,18 +63,17 @@ pub async fn serve_with_grace(
         );
         let _ = began_tx.send(Instant::now());
     };
-    // Responses are small and written at once; never let Nagle hold one back.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = connection::serve(
+        listener,
+        router(state.clone()),
+        state.options().connection.clone(),
+        state.metrics().connections().clone(),
+        signal,
+    );
     tokio::pin!(server);
     let mut began_rx = began_rx;
     let began = tokio::select! {
-        result = &mut server => {
-            result.map_err(ServerError::Serve)?;
+        () = &mut server => {
             // The signal future ran to completion before the server returned.
             began_rx.try_recv().unwrap_or_else(|_| Instant::now())
         }
@@ -82,7 +81,7 @@ pub async fn serve_with_grace(
             let began = began.unwrap_or_else(|_| Instant::now());
             let left = grace.saturating_sub(began.elapsed());
             match tokio::time::timeout(left, &mut server).await {
-                Ok(result) => result.map_err(ServerError::Serve)?,
+                Ok(()) => {}
                 Err(_) => {
                     tracing::warn!(
                         in_flight = state.metrics().in_flight_now(),

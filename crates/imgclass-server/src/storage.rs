@@ -5,34 +5,35 @@
 //!
 //! - Names come from the content hash only; a client's filename is kept as
 //!   sanitised metadata in the sidecar and never touches a path.
-//! - Each file is written to a temporary file in the same folder, fsynced,
-//!   then renamed over the final name. A rename within one folder is atomic
-//!   on POSIX file systems (and NFS), so readers and other replicas see
-//!   either no file or a whole one, never a torn write.
+//! - Each file is written to a temporary file (`.tmp-*`) in its final
+//!   folder, fsynced, then renamed over the final name. A rename within one
+//!   folder is atomic on POSIX file systems (and NFS), so readers and other
+//!   replicas see either no file or a whole one, never a torn write.
+//! - Writes come in groups ([`Storage::store_group`], fed by the
+//!   `commit` module): all files of a group are written, then fsynced,
+//!   then the images renamed and their folders fsynced, then the sidecars
+//!   renamed and their folders fsynced. So a sidecar is never durable
+//!   before its image, and one journal commit serves a whole group.
 //! - Two replicas storing the same image write identical bytes to the same
 //!   name: whichever rename lands last wins and nothing is lost. A file that
 //!   already exists is not rewritten, so a result is stored once.
-//! - The sidecar is written after the image: a listed result always has its
-//!   image.
 //! - History is read from the folder itself (no per-replica index), so every
-//!   replica lists the results of all of them.
-//!
-//! Writes are taken off the request path by [`StoreQueue`]: an fsync costs
-//! several milliseconds, more than the whole rest of a request's overhead.
+//!   replica lists the results of all of them. Names starting with `.` (the
+//!   temporary files) and sidecars that do not parse are skipped.
+//! - At start, and every [`STALE_TEMP`] after, temporary files older than
+//!   [`STALE_TEMP`] are removed: a crash left them (a live write renames its
+//!   files within one commit).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use imgclass_core::{ImageFormat, Prediction};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
-
-use crate::metrics::Metrics;
+use tempfile::NamedTempFile;
 
 const FORMATS: [ImageFormat; 6] = [
     ImageFormat::Jpeg,
@@ -45,8 +46,10 @@ const FORMATS: [ImageFormat; 6] = [
 
 /// Temporary files start with this, so listings skip them.
 const TEMP_PREFIX: &str = ".tmp-";
-/// Temporary files older than this were left by a crash and are removed at start.
-const STALE_TEMP: Duration = Duration::from_secs(3600);
+/// Temporary files older than this were left by a crash and are removed.
+/// Far longer than a commit takes (milliseconds, seconds on a slow network
+/// volume), so another replica's write in progress is never removed.
+pub const STALE_TEMP: Duration = Duration::from_secs(300);
 
 /// The sidecar JSON next to each stored image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,9 +157,78 @@ impl Storage {
         self.shard(id).join(format!("{id}.json"))
     }
 
-    /// Stores an image and its sidecar unless already there. Returns true
-    /// when something was written.
+    /// Stores an image and its sidecar unless already there, fsynced.
+    /// Returns true when something was written.
     pub fn store(&self, bytes: &[u8], record: &StoredRecord) -> std::io::Result<bool> {
+        self.store_group(&[(bytes, record)], true)
+            .pop()
+            .expect("one result per item")
+    }
+
+    /// Stores several images and their sidecars as one group (see the
+    /// module doc for the order of writes, renames and fsyncs). With
+    /// `sync` off nothing is fsynced: the files survive a crash of the
+    /// process (they are in the kernel's cache) but not a power cut.
+    /// Returns, per item, whether something was written; an item that
+    /// fails does not fail the others, a folder that cannot be synced fails
+    /// every item in it.
+    pub fn store_group(
+        &self,
+        items: &[(&[u8], &StoredRecord)],
+        sync: bool,
+    ) -> Vec<std::io::Result<bool>> {
+        // The same image twice in one group (a burst of one photo) is
+        // written once; the others share its outcome.
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let copies: Vec<Option<usize>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, (_, r))| match first_of.get(r.id.as_str()) {
+                Some(&first) => Some(first),
+                None => {
+                    first_of.insert(&r.id, i);
+                    None
+                }
+            })
+            .collect();
+        let mut staged: Vec<std::io::Result<Staged>> = items
+            .iter()
+            .zip(&copies)
+            .map(|((bytes, record), copy)| match copy {
+                Some(_) => Ok(Staged::nothing()),
+                None => self.stage(bytes, record, sync),
+            })
+            .collect();
+        let mut new_shards = false;
+        for s in staged.iter().flatten() {
+            new_shards |= s.new_shard;
+        }
+        // A shard created by this group is an entry of the root folder.
+        if sync
+            && new_shards
+            && let Err(e) = sync_dir(&self.root)
+        {
+            return fail_all(items.len(), &e);
+        }
+        // Images first, their folders synced, then the sidecars: a durable
+        // sidecar always has a durable image.
+        publish(&mut staged, |s| s.image.take(), sync);
+        publish(&mut staged, |s| s.sidecar.take(), sync);
+        let mut results: Vec<std::io::Result<bool>> =
+            staged.into_iter().map(|s| s.map(|s| s.wrote)).collect();
+        for (i, copy) in copies.into_iter().enumerate() {
+            if let Some(first) = copy {
+                results[i] = match &results[first] {
+                    Ok(_) => Ok(false),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                };
+            }
+        }
+        results
+    }
+
+    /// Writes (and with `sync`, fsyncs) the temporary files of one item.
+    fn stage(&self, bytes: &[u8], record: &StoredRecord, sync: bool) -> std::io::Result<Staged> {
         if !valid_id(&record.id) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -164,24 +236,30 @@ impl Storage {
             ));
         }
         let dir = self.shard(&record.id);
-        std::fs::create_dir_all(&dir)?;
-        let image = self.image_path(&record.id, record.format);
-        let sidecar = self.sidecar_path(&record.id);
-        let mut wrote = false;
-        if !image.exists() {
-            write_atomic(&dir, &image, bytes)?;
-            wrote = true;
+        let new_shard = !dir.is_dir();
+        if new_shard {
+            std::fs::create_dir_all(&dir)?;
         }
-        if !sidecar.exists() {
-            let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-            write_atomic(&dir, &sidecar, &json)?;
-            wrote = true;
-        }
-        if wrote {
-            // Make the renames themselves durable.
-            std::fs::File::open(&dir)?.sync_all()?;
-        }
-        Ok(wrote)
+        let image_path = self.image_path(&record.id, record.format);
+        let sidecar_path = self.sidecar_path(&record.id);
+        let image = match image_path.exists() {
+            true => None,
+            false => Some((write_temp(&dir, bytes, sync)?, image_path)),
+        };
+        let sidecar = match sidecar_path.exists() {
+            true => None,
+            false => {
+                let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+                Some((write_temp(&dir, &json, sync)?, sidecar_path))
+            }
+        };
+        Ok(Staged {
+            wrote: image.is_some() || sidecar.is_some(),
+            dir,
+            new_shard,
+            image,
+            sidecar,
+        })
     }
 
     /// The stored image of `id`, if any.
@@ -278,7 +356,8 @@ impl Storage {
         Ok(HistoryPage { items, next_before })
     }
 
-    fn remove_stale_temps(&self) {
+    /// Removes temporary files older than [`STALE_TEMP`] (left by a crash).
+    pub fn remove_stale_temps(&self) {
         let now = SystemTime::now();
         let stale = |p: &Path| {
             p.file_name()
@@ -315,111 +394,84 @@ fn read_record(path: &Path) -> Option<StoredRecord> {
     }
 }
 
-/// Temporary file in the same folder, fsync, rename over `dest`.
-fn write_atomic(dir: &Path, dest: &Path, data: &[u8]) -> std::io::Result<()> {
+/// One item of a group between writing and renaming: its temporary
+/// files and their final names.
+struct Staged {
+    wrote: bool,
+    dir: PathBuf,
+    new_shard: bool,
+    image: Option<(NamedTempFile, PathBuf)>,
+    sidecar: Option<(NamedTempFile, PathBuf)>,
+}
+
+impl Staged {
+    /// An item with nothing to write (a copy of an earlier one).
+    fn nothing() -> Self {
+        Staged {
+            wrote: false,
+            dir: PathBuf::new(),
+            new_shard: false,
+            image: None,
+            sidecar: None,
+        }
+    }
+}
+
+type Pending = Option<(NamedTempFile, PathBuf)>;
+
+/// Renames the file `which` picks of every staged item, then (with `sync`)
+/// fsyncs each folder a rename went to once. An item whose rename or
+/// folder sync fails becomes that error (its other temporary file is
+/// removed when dropped).
+fn publish(staged: &mut [std::io::Result<Staged>], which: fn(&mut Staged) -> Pending, sync: bool) {
+    let mut dirs = BTreeSet::new();
+    for item in staged.iter_mut() {
+        let Ok(s) = item else { continue };
+        let Some((tmp, dest)) = which(s) else {
+            continue;
+        };
+        match tmp.persist(&dest) {
+            Ok(_) => {
+                dirs.insert(s.dir.clone());
+            }
+            Err(e) => *item = Err(e.error),
+        }
+    }
+    if !sync {
+        return;
+    }
+    for dir in dirs {
+        if let Err(e) = sync_dir(&dir) {
+            for item in staged.iter_mut() {
+                if item.as_ref().is_ok_and(|s| s.dir == dir) {
+                    *item = Err(std::io::Error::new(e.kind(), e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn fail_all(n: usize, e: &std::io::Error) -> Vec<std::io::Result<bool>> {
+    (0..n)
+        .map(|_| Err(std::io::Error::new(e.kind(), e.to_string())))
+        .collect()
+}
+
+/// Makes the entries (renames, new files) of `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A temporary file in `dir` holding `data`, fsynced with `sync`.
+fn write_temp(dir: &Path, data: &[u8], sync: bool) -> std::io::Result<NamedTempFile> {
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(dest).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Most writes waiting or running; past it, requests wait for a slot, so a
-/// slow disk slows uploads down rather than filling memory.
-const MAX_PENDING_WRITES: usize = 256;
-/// Files written at once (blocking threads).
-const WRITERS: usize = 4;
-
-/// Background writes with bounded backlog and concurrency.
-pub(crate) struct StoreQueue {
-    shared: Arc<QueueShared>,
-}
-
-struct QueueShared {
-    storage: Arc<Storage>,
-    backlog: Arc<Semaphore>,
-    writers: Semaphore,
-    /// Ids being written by this process, so a burst of the same image
-    /// writes once.
-    pending: Mutex<HashSet<String>>,
-    metrics: Arc<Metrics>,
-}
-
-impl StoreQueue {
-    pub fn new(storage: Storage, metrics: Arc<Metrics>) -> Self {
-        StoreQueue {
-            shared: Arc::new(QueueShared {
-                storage: Arc::new(storage),
-                backlog: Arc::new(Semaphore::new(MAX_PENDING_WRITES)),
-                writers: Semaphore::new(WRITERS),
-                pending: Mutex::new(HashSet::new()),
-                metrics,
-            }),
-        }
+    if sync {
+        tmp.as_file().sync_data()?;
     }
-
-    pub fn storage(&self) -> &Arc<Storage> {
-        &self.shared.storage
-    }
-
-    /// Queues a write; returns at once unless the backlog is full.
-    pub async fn submit(&self, bytes: Bytes, record: StoredRecord) {
-        {
-            let mut pending = self
-                .shared
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !pending.insert(record.id.clone()) {
-                return;
-            }
-        }
-        let Ok(slot) = self.shared.backlog.clone().acquire_owned().await else {
-            return;
-        };
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let Ok(_writer) = shared.writers.acquire().await else {
-                return;
-            };
-            let id = record.id.clone();
-            let task = shared.clone();
-            let result =
-                tokio::task::spawn_blocking(move || task.storage.store(&bytes, &record)).await;
-            match result {
-                Ok(Ok(true)) => shared.metrics.stored(),
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => {
-                    shared.metrics.store_failed();
-                    tracing::error!(id = %id, error = %e, "cannot store upload");
-                }
-                Err(e) => {
-                    shared.metrics.store_failed();
-                    tracing::error!(id = %id, error = %e, "storage task failed");
-                }
-            }
-            shared
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        });
-    }
-
-    /// Waits until every write queued so far has finished.
-    pub async fn idle(&self) {
-        if let Ok(all) = self
-            .shared
-            .backlog
-            .acquire_many(MAX_PENDING_WRITES as u32)
-            .await
-        {
-            drop(all);
-        }
-    }
+    Ok(tmp)
 }
 
 #[cfg(test)]
@@ -506,6 +558,28 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_group_writes_each_image_once_and_fails_items_not_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let (a, b, bad) = (
+            record(&id(0x10), "2024-01-01T00:00:01.000Z"),
+            record(&id(0x11), "2024-01-01T00:00:02.000Z"),
+            record("not-an-id", "2024-01-01T00:00:03.000Z"),
+        );
+        let items: Vec<(&[u8], &StoredRecord)> =
+            vec![(b"a", &a), (b"a", &a), (b"b", &b), (b"x", &bad)];
+        let results = s.store_group(&items, true);
+        let wrote: Vec<Option<bool>> = results.iter().map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(wrote, vec![Some(true), Some(false), Some(true), None]);
+        assert_eq!(s.record(&a.id), Some(a.clone()));
+        assert_eq!(s.record(&b.id), Some(b.clone()));
+        // Unsynced groups are stored alike (only durability differs).
+        let c = record(&id(0x12), "2024-01-01T00:00:04.000Z");
+        assert!(s.store_group(&[(b"c", &c)], false)[0].as_ref().unwrap());
+        assert_eq!(s.history(10, None).unwrap().items.len(), 3);
     }
 
     #[test]

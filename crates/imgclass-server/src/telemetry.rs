@@ -16,7 +16,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::app::AppState;
-use crate::response::{InternalDetail, REQUEST_ID, ServedModel, TOTAL_TIME, ms_header};
+use crate::response::{
+    InternalDetail, REQUEST_ID, ServedModel, StoreFailure, TOTAL_TIME, ms_header,
+};
 
 /// Routes that run the model; `/api/stats` summarises these.
 pub const INFERENCE_ROUTES: &[&str] = &[
@@ -87,6 +89,9 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     metrics.observe_request(&route, status, model, elapsed, inference && status == 200);
     if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {
         tracing::error!(%method, %path, status, request_id = %id, %detail, "internal error");
+    }
+    if let Some(StoreFailure(detail)) = response.extensions_mut().remove::<StoreFailure>() {
+        tracing::error!(%method, %path, status, request_id = %id, %detail, "upload not stored");
     }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -325,7 +325,7 @@ async fn a_traversal_filename_is_only_metadata() {
         )
         .await;
         assert_eq!(r.status, 200, "{}", r.text());
-        state.storage_idle().await;
+        assert_eq!(r.header("x-image-stored"), Some("true"));
         let id = sha256_hex(&bytes);
         let stored = images.join(&id[..2]).join(format!("{id}.png"));
         assert_eq!(std::fs::read(&stored).unwrap(), bytes);

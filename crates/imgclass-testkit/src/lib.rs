@@ -234,6 +234,38 @@ pub fn default_model_input() -> imgclass_core::config::InputConfig {
     imgclass_model::fetch::default_model_config().input
 }
 
+/// The `i`-th of an endless series of distinct real photos: the test
+/// photos in turn, each with one 8×8 block recoloured from `i`, as JPEG
+/// (different bytes, so a different image id, and still the same scene
+/// for the model). For loads of unique uploads.
+pub fn unique_photo(i: usize) -> Vec<u8> {
+    static DECODED: OnceLock<Vec<image::RgbImage>> = OnceLock::new();
+    let decoded = DECODED.get_or_init(|| {
+        PHOTOS
+            .iter()
+            .map(|p| {
+                image::load_from_memory(&photo_bytes(p.2))
+                    .expect("decode photo")
+                    .to_rgb8()
+            })
+            .collect()
+    });
+    let mut img = decoded[i % decoded.len()].clone();
+    let n = i / decoded.len();
+    let (bw, bh) = ((img.width() / 8).max(1), (img.height() / 8).max(1));
+    let (bx, by) = ((n as u32 % bw) * 8, ((n as u32 / bw) % bh) * 8);
+    let colour = image::Rgb([(n * 37) as u8, (n * 91 + 13) as u8, (n / 256 * 53) as u8]);
+    for y in by..(by + 8).min(img.height()) {
+        for x in bx..(bx + 8).min(img.width()) {
+            img.put_pixel(x, y, colour);
+        }
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode jpeg");
+    out.into_inner()
+}
+
 /// A model home with the real default model (and ONNX Runtime), fetched and
 /// converted once. `$IMGCLASS_TEST_HOME` overrides; the default is the
 /// user's model home, so a developer's `imgclass model fetch` is reused.

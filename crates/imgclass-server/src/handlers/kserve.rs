@@ -38,7 +38,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::limits;
-use crate::response::{readiness, served_by, stored_record, timing_headers};
+use crate::response::{Stored, readiness, served_by, stored_record, timing_headers};
 use crate::served_model::{
     self, BYTES_INPUT, MAX_IMAGES_PER_REQUEST, MODEL_VERSION, ModelPath, OUTPUT,
 };
@@ -216,6 +216,7 @@ async fn answer(
     };
     let n = batch_of(input)?;
     let deadline = Deadline::from(ctx.arrived, state.options().request_timeout);
+    let mut stored = Stored::Off;
     let scored: Vec<Scored> = match input.tensor.datatype() {
         DataType::Bytes => {
             let images = bytes_images(input)?;
@@ -224,11 +225,11 @@ async fn answer(
                 .classify_all(&admitted, images.clone(), deadline)
                 .await?;
             drop(admitted);
-            if let Some(store) = state.store() {
-                for (c, bytes) in classified.iter().zip(images) {
-                    store.submit(bytes, stored_record(pipeline, c, None)).await;
-                }
-            }
+            // Answered only once stored (see `commit`).
+            let records = classified.iter().map(|c| stored_record(pipeline, c, None));
+            stored = state
+                .store_uploads(images.into_iter().zip(records).collect())
+                .await?;
             classified
                 .into_iter()
                 .map(|c| Scored {
@@ -292,6 +293,7 @@ async fn answer(
     }
     let timings = Timings::slowest(scored.iter().map(|s| &s.timings));
     timing_headers(&mut response, pipeline, &timings);
+    stored.mark(&mut response);
     Ok(response)
 }
 

@@ -61,10 +61,9 @@ async fn answer(
         .await?;
     drop(admitted);
 
-    if let Some(store) = state.store() {
-        let record = stored_record(pipeline, &classified, upload.filename);
-        store.submit(upload.bytes, record).await;
-    }
+    // Answered only once stored (see `commit`), so a 200 is in the folder.
+    let record = stored_record(pipeline, &classified, upload.filename);
+    let stored = state.store_uploads(vec![(upload.bytes, record)]).await?;
 
     let body: Vec<SeedPrediction> = pipeline
         .top_k(&classified.probabilities, k)
@@ -81,5 +80,6 @@ async fn answer(
         HeaderValue::from_str(&classified.image.id).expect("hex is a valid header"),
     );
     timing_headers(&mut response, pipeline, &classified.timings);
+    stored.mark(&mut response);
     Ok(response)
 }

@@ -95,6 +95,15 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// `POST /classify` with the image as the seed's clients send it.
+    pub async fn classify(&mut self, bytes: &[u8], filename: &str) -> Result<Resp, hyper::Error> {
+        let (ct, body) = image_form(bytes, filename);
+        self.send(Method::POST, "/classify", &[("content-type", &ct)], body)
+            .await
+    }
+}
+
 /// One request on a fresh connection.
 pub async fn send(
     addr: SocketAddr,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use imgclass_server::ServerOptions;
+use imgclass_server::{ConnectionOptions, ServerOptions, StoreSync};
 
 use super::engine::{DecodeArgs, EngineArgs};
 use super::values::{parse_duration, parse_size};
@@ -51,6 +51,22 @@ pub struct ServeArgs {
     /// Folder where uploads and their results are stored (several replicas may share it).
     #[arg(long, env = "IMGCLASS_IMAGES_DIR", default_value = "data/images")]
     pub images_dir: PathBuf,
+    /// How a stored upload reaches the disk before it is answered. `group`:
+    /// the image and its record are fsynced (files and folders), one flush
+    /// shared by every upload committed together, so a 200 survives a power
+    /// cut. `off`: renamed into place without fsync, so a 200 survives a
+    /// crash of the process but a power cut may lose the last seconds.
+    #[arg(long, env = "IMGCLASS_STORE_SYNC", default_value = "group", value_parser = ["group", "off"])]
+    pub store_sync: String,
+    /// How long the storage committer gathers uploads into one group before
+    /// flushing (0: whatever is waiting when it becomes free; groups grow by
+    /// themselves under load).
+    #[arg(long, env = "IMGCLASS_STORE_COMMIT_DELAY", default_value = "0ms", value_parser = parse_duration)]
+    pub store_commit_delay: Duration,
+    /// Answer 507 when an upload cannot be stored (disk full, read-only
+    /// folder) instead of classifying it with `X-Image-Stored: false`.
+    #[arg(long, env = "IMGCLASS_REQUIRE_STORE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub require_store: bool,
     /// Do not store uploads.
     #[arg(long, env = "IMGCLASS_NO_STORE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_store: bool,
@@ -75,6 +91,63 @@ pub struct ServeArgs {
     pub decode: DecodeArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// Limits and timeouts of client connections (see `connection` for the
+/// reasoning behind each default).
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Connections")]
+pub struct ConnectionArgs {
+    /// Most client connections open at once. A new one past it closes the
+    /// longest-idle kept-alive connection, or, when none is idle, gets
+    /// 503 with Retry-After.
+    #[arg(long, env = "IMGCLASS_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Time to send a request's whole head (request line and headers), from
+    /// connecting or from the first byte after an idle spell; then the
+    /// connection is closed (0: no limit).
+    #[arg(long, env = "IMGCLASS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a request body may take, plus 1 s per --body-min-rate bytes
+    /// received; a slower body gets 408 (0: no limit).
+    #[arg(long, env = "IMGCLASS_BODY_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Bytes per second a body must keep up to earn more time past
+    /// --body-timeout (e.g. 1KiB; 0: the body must arrive within --body-timeout).
+    #[arg(long, env = "IMGCLASS_BODY_MIN_RATE", default_value = "1KiB", value_parser = parse_size)]
+    pub body_min_rate: usize,
+    /// How long writing a response may stay blocked on a client that does
+    /// not read; then the connection is closed (0: no limit).
+    #[arg(long, env = "IMGCLASS_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests
+    /// (0: no keep-alive). Longer than a gateway's pooled connections
+    /// live idle, so the gateway closes them first.
+    #[arg(long, env = "IMGCLASS_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
+    /// Requests answered on one connection before it is closed (0: no limit).
+    #[arg(
+        long,
+        env = "IMGCLASS_MAX_REQUESTS_PER_CONNECTION",
+        default_value_t = 1000
+    )]
+    pub max_requests_per_connection: u64,
+}
+
+impl ConnectionArgs {
+    pub fn options(&self) -> ConnectionOptions {
+        ConnectionOptions {
+            max_connections: self.max_connections as usize,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            body_min_rate: self.body_min_rate as u64,
+            send_timeout: self.send_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+            max_requests_per_connection: self.max_requests_per_connection,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -93,6 +166,12 @@ impl ServeArgs {
             preprocess_threads: self.preprocess_threads.unwrap_or(cpus).max(1),
             engine_cores: self.engine_cores.unwrap_or(cpus).max(1),
             images_dir: (!self.no_store).then(|| self.images_dir.clone()),
+            store_sync: match self.store_sync.as_str() {
+                "off" => StoreSync::Off,
+                _ => StoreSync::Group,
+            },
+            store_commit_delay: self.store_commit_delay,
+            require_store: self.require_store,
             cors_origins: self
                 .cors_origin
                 .iter()
@@ -103,6 +182,7 @@ impl ServeArgs {
             shutdown_grace: self.shutdown_grace,
             prometheus_url: self.prometheus_url.clone().filter(|u| !u.trim().is_empty()),
             prometheus_selector: self.prometheus_selector.clone(),
+            connection: self.connection.options(),
         }
     }
 }
@@ -132,12 +212,25 @@ mod tests {
         assert!(o.images_dir.is_some() && o.api_key.is_none() && o.cors_origins.is_empty());
         assert_eq!(o.models, vec![imgclass_core::DEFAULT_MODEL]);
         assert_eq!(o.engine_cores, imgclass_core::usable_cpus());
+        assert_eq!(
+            format!("{:?}", o.connection),
+            format!("{:?}", imgclass_server::ConnectionOptions::default()),
+            "the flags' defaults are the library's"
+        );
         let cli =
             Cli::try_parse_from(["serve", "--no-store", "--cors-origin", "http://a, http://b"])
                 .unwrap();
         let o = cli.serve.options();
         assert!(o.images_dir.is_none());
         assert_eq!(o.cors_origins, vec!["http://a", "http://b"]);
+        let d = ServerOptions::default();
+        assert_eq!(
+            (o.store_sync, o.store_commit_delay, o.require_store),
+            (d.store_sync, d.store_commit_delay, d.require_store)
+        );
+        let cli = Cli::try_parse_from(["serve", "--store-sync", "off", "--require-store"]).unwrap();
+        let o = cli.serve.options();
+        assert_eq!((o.store_sync, o.require_store), (StoreSync::Off, true));
     }
 
     #[test]
