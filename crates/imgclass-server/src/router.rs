@@ -13,7 +13,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::handlers::{health, history, kserve, repository, seed, statistics};
-use crate::response::{IMAGE_ID, INFERENCE_TIME, MODEL, QUEUE_TIME, REQUEST_ID, TOTAL_TIME};
+use crate::response::{
+    IMAGE_ID, INFERENCE_TIME, MODEL, QUEUE_TIME, REQUEST_ID, STORED, TOTAL_TIME,
+};
 use crate::{assets, auth, connection, limits, telemetry};
 
 pub fn router(state: AppState) -> Router {
@@ -106,6 +108,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
         REQUEST_ID,
         TOTAL_TIME,
         IMAGE_ID,
+        STORED,
         QUEUE_TIME,
         INFERENCE_TIME,
         MODEL,
