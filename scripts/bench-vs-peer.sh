@@ -223,4 +223,7 @@ EOF
 
 # Per-stage CPU time of preprocessing (thread CPU time, before/after this
 # decoder) for the same kinds of images.
-cargo run --release -q -p imgclass-engines --example preprocess_bench -- --runs 15
+# The example as the test suite built it (`cargo run -p` would build it
+# with that crate's own features: a second build of the dependencies).
+cargo build --release -q --workspace --examples
+"$CARGO_TARGET_DIR/release/examples/preprocess_bench" --runs 15
