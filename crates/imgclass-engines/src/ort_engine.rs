@@ -75,13 +75,15 @@ impl OrtEngine {
     ) -> Result<Self, EngineError> {
         let env = environment(lib)?;
         let cfg = &model.config;
-        let open = |threads: usize| open_session(env, model, threads);
         let sessions = (0..options.sessions.max(1))
-            .map(|_| open(options.intra_threads.max(1)))
+            .map(|_| open_session(env, model, options.intra_threads.max(1), false))
             .collect::<Result<Vec<_>, _>>()?;
         let latency = match options.latency_threads {
             0 | 1 => None,
-            threads => Some((std::sync::Mutex::new(open(threads)?), threads)),
+            threads => {
+                let session = open_session(env, model, threads, options.latency_spinning)?;
+                Some((std::sync::Mutex::new(session), threads))
+            }
         };
         Ok(OrtEngine {
             pool: Pool::new(sessions),
@@ -94,13 +96,14 @@ impl OrtEngine {
     }
 }
 
-/// One session of `model` with `threads` intra-op threads. Idle threads
-/// sleep instead of spinning: a spinning pool burns the cores the other
-/// sessions (and the image decoders) need between calls.
+/// One session of `model` with `threads` intra-op threads. Unless
+/// `spinning`, idle threads sleep instead of spinning: a spinning pool burns
+/// the cores the other sessions (and the image decoders) need between calls.
 fn open_session(
     env: &ort::environment::Environment,
     model: &LoadedModel,
     threads: usize,
+    spinning: bool,
 ) -> Result<OrtSession, EngineError> {
     let cfg = &model.config;
     let onnx = model.onnx_path();
@@ -114,7 +117,7 @@ fn open_session(
         .map_err(|e| fail(e.into()))?
         .with_intra_threads(threads)
         .map_err(|e| fail(e.into()))?
-        .with_intra_op_spinning(false)
+        .with_intra_op_spinning(spinning)
         .map_err(|e| fail(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| fail(e.into()))?
