@@ -32,11 +32,7 @@ impl Drop for Server {
 }
 
 fn serve(images: &Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = kit::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_imgclass"))
         .args(["serve", "--port", &port.to_string()])
         .arg("--images-dir")

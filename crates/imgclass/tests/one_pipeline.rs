@@ -25,14 +25,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.0 exchange on a fresh connection: (status, body).
 fn http(port: u16, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -69,7 +61,7 @@ fn classify_over_http(port: u16, query: &str, image: &[u8]) -> Value {
 }
 
 fn serve(models: &str) -> Server {
-    let port = free_port();
+    let port = kit::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_imgclass"))
         .args(["serve", "--no-store", "--port", &port.to_string()])
         .args(["--model", models])

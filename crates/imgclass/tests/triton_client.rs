@@ -36,14 +36,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.0 exchange: (status, body).
 fn http(port: u16, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -65,7 +57,7 @@ fn http(port: u16, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
 }
 
 fn serve() -> Server {
-    let port = free_port();
+    let port = kit::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_imgclass"))
         .args(["serve", "--no-store", "--port", &port.to_string()])
         .args(["--model", imgclass_core::DEFAULT_MODEL])
