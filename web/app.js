@@ -6,6 +6,7 @@
 
   const KEY_STORAGE = "imgclass.apiKey";
   const TOPK_STORAGE = "imgclass.topK";
+  const MODEL_STORAGE = "imgclass.model";
   // Ask the server for the most classes the selector offers, show the
   // selected number: changing the selector re-renders results at once.
   const REQUEST_TOP_K = 10;
@@ -214,6 +215,37 @@
     if (e.key === "Escape") { closeSettings(); settingsToggle.focus(); }
   });
 
+  // ---------- model selector ----------
+
+  // The served models come with every stats poll (`models`, the default
+  // first); the selector shows when there is a choice, and the choice is
+  // remembered. Uploads name it with `?model=`; until the first poll, or
+  // when the remembered model is no longer served, the server's default
+  // answers.
+  const modelSelect = $("model");
+  let wantedModel = readStore(MODEL_STORAGE) || "";
+
+  function renderModels(models) {
+    const names = (Array.isArray(models) ? models : [])
+      .map((m) => m && m.name)
+      .filter((n) => typeof n === "string" && n !== "");
+    const shown = Array.from(modelSelect.options, (o) => o.value);
+    if (names.join("\n") !== shown.join("\n")) {
+      modelSelect.replaceChildren(...names.map((n, i) =>
+        el("option", { value: n, text: i === 0 ? `${n} (default)` : n })));
+    }
+    if (names.includes(wantedModel)) modelSelect.value = wantedModel;
+    $("model-control").hidden = names.length < 2;
+  }
+
+  modelSelect.addEventListener("change", () => {
+    wantedModel = modelSelect.value;
+    writeStore(MODEL_STORAGE, wantedModel);
+  });
+
+  // The model an upload asks for ("" = the server's default).
+  const chosenModel = () => (modelSelect.options.length > 1 ? modelSelect.value : "");
+
   // ---------- top-k selector ----------
 
   const topKSelect = $("top-k");
@@ -365,11 +397,13 @@
       timing.total !== null ? chip("Server", fmtMs(timing.total), "X-Total-Time: time spent inside the server") : null,
       timing.queue !== null ? chip("Queue", fmtMs(timing.queue), "X-Queue-Time: waiting for an engine worker") : null,
       timing.inference !== null ? chip("Inference", fmtMs(timing.inference), "X-Inference-Time: the model itself") : null,
+      job.model ? el("span", { class: "chip model", title: "X-Model: the model that answered" }, "Model ", el("strong", { text: job.model })) : null,
       timing.requestId ? el("span", { class: "chip rid", title: `X-Request-Id: ${timing.requestId}` }, "id " + timing.requestId.slice(0, 8)) : null);
     job.content.replaceChildren(job.barsEl, t);
     const top = job.predictions[0];
+    const by = job.model ? ` (${job.model})` : "";
     announcer.textContent = top
-      ? `${job.file.name || "Image"}: ${top.label}, ${fmtPercent(top.probability)}`
+      ? `${job.file.name || "Image"}: ${top.label}, ${fmtPercent(top.probability)}${by}`
       : `${job.file.name || "Image"}: no classes returned`;
   }
 
@@ -381,8 +415,10 @@
       form.append("image", job.file, job.file.name || "pasted-image");
       const started = performance.now();
       let response;
+      const model = chosenModel();
+      const query = `top_k=${REQUEST_TOP_K}` + (model ? `&model=${encodeURIComponent(model)}` : "");
       try {
-        response = await fetch(`classify?top_k=${REQUEST_TOP_K}`, {
+        response = await fetch(`classify?${query}`, {
           method: "POST",
           body: form,
           headers: authHeaders(),
@@ -420,6 +456,7 @@
       }
       job.predictions = body.filter((p) => p && typeof p.label === "string");
       job.imageId = response.headers.get("X-Image-Id");
+      job.model = response.headers.get("X-Model");
       if (job.imageId) job.card.dataset.imageId = job.imageId;
       showResult(job, {
         roundTrip,
@@ -790,6 +827,7 @@
     setStat("stat-batch", Number(s.batches) > 0 ? fmtNumber(Number(s.mean_batch_size), 2) : "—");
     setStat("stat-stored", fmtNumber(Number(s.images_stored), 0));
     $("stat-model").textContent = s.model || "—";
+    renderModels(s.models);
     $("stat-engine").textContent = s.engine || "—";
     $("stat-engine-detail").textContent = s.engine_detail || "";
     $("stat-engine-detail").hidden = !s.engine_detail;

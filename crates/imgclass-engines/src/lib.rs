@@ -1,11 +1,14 @@
 //! Inference engines behind [`imgclass_core::Engine`]:
 //! - [`OrtEngine`]: ONNX Runtime loaded at run time from the fetched
 //!   `libonnxruntime.so` (fast path);
-//! - `TractEngine` (feature `tract`): pure Rust, no native library.
+//! - `TractEngine` (feature `tract`): pure Rust, no native library;
+//! - [`OrtProbe`]: a reproducible one-thread ONNX Runtime run of an
+//!   in-memory model (int8 calibration).
 //!
 //! [`load_engine`] implements `--engine auto|ort|tract`.
 
 mod ort_engine;
+mod ort_probe;
 #[cfg(feature = "tract")]
 mod tract_engine;
 
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use imgclass_core::{Engine, EngineError, LoadedModel};
 
 pub use ort_engine::OrtEngine;
+pub use ort_probe::OrtProbe;
 #[cfg(feature = "tract")]
 pub use tract_engine::TractEngine;
 

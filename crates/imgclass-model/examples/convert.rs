@@ -1,4 +1,5 @@
-//! Converts the EfficientNet-Lite0 legacy torch checkpoint to ONNX.
+//! Converts an EfficientNet-Lite legacy torch checkpoint to ONNX; the
+//! variant (lite0, lite1, lite2) is recognised from the tensors' shapes.
 //!
 //! Usage: `cargo run --release -p imgclass-model --example convert -- IN.pth OUT.onnx`
 //!
@@ -20,7 +21,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let bytes = std::fs::read(&input)?;
     let read = start.elapsed();
-    let (onnx, report) = imgclass_model::convert::efficientnet_lite0_to_onnx(&bytes)?;
+    let tensors = imgclass_model::convert::read_legacy_checkpoint(&bytes)?;
+    let Some(variant) = imgclass_model::convert::detect_variant(&tensors) else {
+        eprintln!("not an EfficientNet-Lite0/1/2 checkpoint");
+        std::process::exit(1);
+    };
+    let (onnx, report) = imgclass_model::convert::efficientnet_lite_to_onnx(&bytes, &variant)?;
     let converted = start.elapsed();
     let mut tmp = output.clone().into_os_string();
     tmp.push(".tmp");
@@ -29,9 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = start.elapsed();
 
     println!(
-        "{} -> {}: {} nodes, {} parameters, {} bytes",
+        "{} -> {} ({}): {} nodes, {} parameters, {} bytes",
         PathBuf::from(input).display(),
         output.display(),
+        variant.name,
         report.nodes,
         report.parameters,
         report.onnx_bytes

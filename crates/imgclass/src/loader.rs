@@ -1,4 +1,5 @@
-//! How the binary brings a model up: fetch and convert it on first use,
+//! How the binary brings a model up: fetch, convert or quantize a
+//! catalogue model on first use,
 //! read its folder in the model home, load it on the chosen engine. The
 //! server and the CLI get this as a [`ModelLoader`], so neither the server
 //! crate nor the pipeline knows about fetching or engine flags.
@@ -42,14 +43,16 @@ impl ModelLoader for HomeLoader {
         )?)
     }
 
-    /// The models in the model home, and the default model, which
-    /// [`ModelLoader::load`] fetches on first use when it is not there yet.
+    /// The models in the model home and the catalogue's, which
+    /// [`ModelLoader::load`] fetches (converts, quantizes) on first use.
     fn available(&self) -> Vec<String> {
         let mut names = ModelRepository::new(&self.home).list();
-        if !names.iter().any(|n| n == imgclass_core::DEFAULT_MODEL) {
-            names.push(imgclass_core::DEFAULT_MODEL.to_string());
-            names.sort();
+        for entry in imgclass_model::CATALOGUE {
+            if !names.iter().any(|n| n == entry.name) {
+                names.push(entry.name.to_string());
+            }
         }
+        names.sort();
         names
     }
 }

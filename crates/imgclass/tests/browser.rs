@@ -140,7 +140,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(extra_args: &[&str]) -> Result<Server> {
+    fn start(home: &Path, extra_args: &[&str]) -> Result<Server> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let log = dir.path().join("server.log");
@@ -156,7 +156,7 @@ impl Server {
             ])
             .arg(dir.path().join("images"))
             .args(extra_args)
-            .env("IMGCLASS_HOME", imgclass_testkit::model_home())
+            .env("IMGCLASS_HOME", home)
             .env_remove("IMGCLASS_API_KEY")
             .env_remove("IMGCLASS_NO_STORE")
             .stdin(Stdio::null())
@@ -418,11 +418,21 @@ impl Page {
 /// browser. On failure, saves a screenshot and reports the page's text and
 /// the server's log.
 fn browser_test(name: &str, server_args: &[&str], test: impl AsyncFnOnce(&Page) -> Result<()>) {
+    browser_test_in(name, imgclass_testkit::model_home(), server_args, test);
+}
+
+/// [`browser_test`] with the server's model home `home`.
+fn browser_test_in(
+    name: &str,
+    home: &Path,
+    server_args: &[&str],
+    test: impl AsyncFnOnce(&Page) -> Result<()>,
+) {
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let browser = Browser::start().unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    let server = Server::start(server_args).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let server = Server::start(home, server_args).unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -557,6 +567,79 @@ fn coffee_through_the_file_input_shows_espresso_with_timings_and_screenshots() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let phone = p.screenshot("page-phone-result.png").await?;
         eprintln!("screenshot: {}", phone.display());
+        Ok(())
+    });
+}
+
+/// Upload `job`'s card: its top label and the model chip's text.
+async fn answered_by(p: &Page, job: usize) -> Result<(String, String)> {
+    let top = p.wait_done(job).await?;
+    let chip = p
+        .js(&format!(
+            "const c = document.querySelector('.result[data-job=\"{job}\"] .chip.model');
+             return c ? c.innerText : ''"
+        ))
+        .await?;
+    Ok((top, chip.as_str().unwrap_or_default().to_string()))
+}
+
+#[test]
+fn with_two_models_served_the_page_picks_one_and_shows_which_answered() {
+    use imgclass_testkit::{ALT_MODEL, ALT_PREFIX};
+    let default = imgclass_core::DEFAULT_MODEL;
+    let models = format!("{default},{ALT_MODEL}");
+    let home = imgclass_testkit::two_model_home();
+    browser_test_in("two-models", home, &["--model", &models], async |p: &Page| {
+        p.open().await?;
+        p.ready().await?;
+        // The selector appears with both served models, the default first.
+        let names = p
+            .wait_js(
+                "const s = document.getElementById('model');
+                 const shown = !document.getElementById('model-control').hidden;
+                 return shown && s.options.length === 2 ? [...s.options].map(o => o.value) : null",
+                Duration::from_secs(5),
+                "the model selector with two models",
+            )
+            .await?;
+        ensure!(names == json!([default, ALT_MODEL]), "options: {names}");
+
+        // Pick the second: the answer comes from it (its labels are prefixed).
+        p.client
+            .find(Locator::Css("#model"))
+            .await?
+            .select_by_value(ALT_MODEL)
+            .await?;
+        let coffee = imgclass_testkit::photo("coffee.png");
+        p.upload(&[&coffee]).await?;
+        let (top, chip) = answered_by(p, 1).await?;
+        ensure!(
+            top.starts_with(ALT_PREFIX) && is_coffee(&top[ALT_PREFIX.len()..]),
+            "top label {top:?}: not {ALT_MODEL}'s espresso"
+        );
+        ensure!(chip.contains(ALT_MODEL), "model chip says {chip:?}");
+
+        // The choice is remembered; switching back gets the default's answer.
+        p.reload().await?;
+        p.ready().await?;
+        p.wait_js(
+            &format!("return document.getElementById('model').value === '{ALT_MODEL}'"),
+            Duration::from_secs(5),
+            "the chosen model remembered across reloads",
+        )
+        .await?;
+        p.client
+            .find(Locator::Css("#model"))
+            .await?
+            .select_by_value(default)
+            .await?;
+        p.upload(&[&coffee]).await?;
+        let (top, chip) = answered_by(p, 1).await?;
+        ensure!(is_coffee(&top), "top label {top:?}: not {default}'s espresso");
+        ensure!(
+            chip.contains(default) && !chip.contains(ALT_MODEL),
+            "model chip says {chip:?}"
+        );
         Ok(())
     });
 }

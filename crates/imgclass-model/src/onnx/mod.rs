@@ -1,10 +1,13 @@
-//! Just enough protobuf to write an ONNX `ModelProto`.
+//! Just enough protobuf to write (and read back) an ONNX `ModelProto`.
 //!
-//! Why hand-written: the converter only ever *writes* a handful of message
-//! types, so a code generator (and its build-time `protoc`) would be more
-//! machinery than the ~200 lines here. Field numbers follow `onnx/onnx.proto`
-//! (a proto2 file, so repeated scalars are written unpacked, as its own
-//! serialiser does; every reader accepts both).
+//! Why hand-written: imgclass only ever handles the handful of message
+//! types its own converter and quantizer produce, so a code generator (and
+//! its build-time `protoc`) or a dependency on a whole inference engine for
+//! its generated types would be more machinery than the few hundred lines
+//! here. [`decode`] reads exactly what this encoder writes and rejects
+//! anything else with a clear error instead of silently dropping it. Field
+//! numbers follow `onnx/onnx.proto` (a proto2 file, so repeated scalars are
+//! written unpacked, as its own serialiser does; every reader accepts both).
 //!
 //! Messages are encoded in one pass straight into the output buffer: each
 //! length prefix is obtained by first running the same encoder into a byte
@@ -98,11 +101,29 @@ pub fn put_message<S: Sink, M: Message>(s: &mut S, field: u32, m: &M) {
     m.encode(s);
 }
 
-/// `TensorProto.DataType.FLOAT`.
+mod decode;
+
+pub use decode::{DecodeError, decode_model};
+
+/// `TensorProto.DataType` values used here.
 pub const FLOAT: i32 = 1;
+pub const UINT8: i32 = 2;
+pub const INT8: i32 = 3;
+pub const INT32: i32 = 6;
+
+/// Name of a `TensorProto.DataType` for messages.
+pub fn data_type_name(t: i32) -> &'static str {
+    match t {
+        FLOAT => "float32",
+        UINT8 => "uint8",
+        INT8 => "int8",
+        INT32 => "int32",
+        _ => "other",
+    }
+}
 
 /// `ModelProto`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub ir_version: i64,
     pub producer_name: String,
@@ -136,7 +157,7 @@ impl Message for Model {
 }
 
 /// `GraphProto`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Graph {
     pub name: String,
     pub nodes: Vec<Node>,
@@ -166,7 +187,7 @@ impl Message for Graph {
 }
 
 /// `NodeProto` in the default domain.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub name: String,
     pub op_type: String,
@@ -198,6 +219,14 @@ pub enum Attribute {
     Ints(String, Vec<i64>),
 }
 
+impl Attribute {
+    pub fn name(&self) -> &str {
+        match self {
+            Attribute::Int(n, _) | Attribute::Ints(n, _) => n,
+        }
+    }
+}
+
 /// `AttributeProto.AttributeType` values.
 const ATTR_INT: i64 = 2;
 const ATTR_INTS: i64 = 7;
@@ -221,26 +250,69 @@ impl Message for Attribute {
     }
 }
 
-/// A float32 `TensorProto` initializer, data kept as little-endian bytes
-/// (`raw_data`) so encoding is a single copy.
-#[derive(Debug, Clone)]
+/// A `TensorProto` initializer (float32, uint8, int8 or int32), data kept
+/// as little-endian bytes (`raw_data`) so encoding is a single copy.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TensorData {
     pub name: String,
     pub dims: Vec<i64>,
+    pub data_type: i32,
     raw: Vec<u8>,
 }
 
 impl TensorData {
-    pub fn from_f32(name: impl Into<String>, dims: Vec<i64>, data: &[f32]) -> Self {
-        let mut raw = Vec::with_capacity(data.len() * 4);
+    fn from_le<const N: usize, T: Copy>(
+        name: impl Into<String>,
+        dims: Vec<i64>,
+        data_type: i32,
+        data: &[T],
+        to_le: impl Fn(T) -> [u8; N],
+    ) -> Self {
+        let mut raw = Vec::with_capacity(data.len() * N);
         for v in data {
-            raw.extend_from_slice(&v.to_le_bytes());
+            raw.extend_from_slice(&to_le(*v));
         }
         Self {
             name: name.into(),
             dims,
+            data_type,
             raw,
         }
+    }
+
+    pub fn from_f32(name: impl Into<String>, dims: Vec<i64>, data: &[f32]) -> Self {
+        Self::from_le(name, dims, FLOAT, data, f32::to_le_bytes)
+    }
+
+    pub fn from_i32(name: impl Into<String>, dims: Vec<i64>, data: &[i32]) -> Self {
+        Self::from_le(name, dims, INT32, data, i32::to_le_bytes)
+    }
+
+    pub fn from_i8(name: impl Into<String>, dims: Vec<i64>, data: &[i8]) -> Self {
+        Self::from_le(name, dims, INT8, data, i8::to_le_bytes)
+    }
+
+    pub fn from_u8(name: impl Into<String>, dims: Vec<i64>, data: &[u8]) -> Self {
+        Self::from_le(name, dims, UINT8, data, u8::to_le_bytes)
+    }
+
+    /// Number of elements the dimensions describe.
+    pub fn len(&self) -> usize {
+        self.dims.iter().map(|&d| d.max(0) as usize).product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values, when this is a float32 tensor.
+    pub fn f32_values(&self) -> Option<Vec<f32>> {
+        (self.data_type == FLOAT).then(|| {
+            self.raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
     }
 }
 
@@ -249,14 +321,14 @@ impl Message for TensorData {
         for d in &self.dims {
             put_int(s, 1, *d);
         }
-        put_int(s, 2, i64::from(FLOAT));
+        put_int(s, 2, i64::from(self.data_type));
         put_str(s, 8, &self.name);
         put_bytes(s, 9, &self.raw);
     }
 }
 
 /// One dimension of a `TensorShapeProto`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dim {
     Value(i64),
     /// A named symbolic dimension, e.g. the batch size.
@@ -272,12 +344,14 @@ impl Message for Dim {
     }
 }
 
-/// `ValueInfoProto` for a float tensor graph input/output.
-#[derive(Debug, Clone)]
+/// `ValueInfoProto` for a tensor graph input/output.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValueInfo {
     pub name: String,
     pub elem_type: i32,
-    pub dims: Vec<Dim>,
+    /// `None` leaves the shape unknown (the runtime infers it), as for the
+    /// intermediate tensors calibration exposes as extra outputs.
+    pub dims: Option<Vec<Dim>>,
 }
 
 /// `TensorShapeProto`.
@@ -295,7 +369,9 @@ struct TensorType<'a>(&'a ValueInfo);
 impl Message for TensorType<'_> {
     fn encode<S: Sink>(&self, s: &mut S) {
         put_int(s, 1, i64::from(self.0.elem_type));
-        put_message(s, 2, &Shape(&self.0.dims));
+        if let Some(dims) = &self.0.dims {
+            put_message(s, 2, &Shape(dims));
+        }
     }
 }
 
@@ -408,7 +484,7 @@ pub(crate) mod tests {
         let vi = ValueInfo {
             name: "input".into(),
             elem_type: FLOAT,
-            dims: vec![Dim::Param("batch".into()), Dim::Value(3)],
+            dims: Some(vec![Dim::Param("batch".into()), Dim::Value(3)]),
         };
         let bytes = vi.to_bytes();
         assert_eq!(bytes.len(), vi.encoded_len());

@@ -1,0 +1,629 @@
+//! The QDQ rewrite: which tensors get QuantizeLinear/DequantizeLinear, and
+//! the rewritten graph once their ranges are known.
+//!
+//! Every consumer of a quantized activation reads its DequantizeLinear
+//! output, so a Conv's only consumer is its QuantizeLinear — the pattern
+//! ONNX Runtime fuses into QLinearConv (likewise Add → QLinearAdd).
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Method, QuantizeError};
+use crate::onnx::{Attribute, FLOAT, Model, Node, TensorData};
+
+/// Op types whose inputs are quantized.
+const QUANTIZED_OPS: [&str; 3] = ["Conv", "Gemm", "Add"];
+
+/// What the rewrite will do, decided from the fp32 graph alone.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    /// Activation tensors to quantize (names in the fp32 graph), in order
+    /// of first appearance.
+    pub activations: Vec<String>,
+    /// Indices of the nodes whose inputs are quantized, with their op.
+    nodes: Vec<(usize, &'static str)>,
+    /// (activation node, producer) pairs: a Relu/Clip whose range is taken
+    /// over by the producer's output quantization, so it is dropped.
+    pub folded: Vec<(usize, usize)>,
+}
+
+impl Plan {
+    pub fn count(&self, op: &str) -> usize {
+        self.nodes.iter().filter(|(_, o)| *o == op).count()
+    }
+
+    fn add_activation(&mut self, seen: &mut HashSet<String>, name: &str) {
+        if seen.insert(name.to_string()) {
+            self.activations.push(name.to_string());
+        }
+    }
+}
+
+fn graph_err(message: String) -> QuantizeError {
+    QuantizeError::Graph(message)
+}
+
+/// The float initializer `name`, if it is one.
+fn float_init<'a>(inits: &HashMap<&str, &'a TensorData>, name: &str) -> Option<&'a TensorData> {
+    inits.get(name).copied().filter(|t| t.data_type == FLOAT)
+}
+
+fn int_attr(node: &Node, name: &str) -> Option<i64> {
+    node.attributes.iter().find_map(|a| match a {
+        Attribute::Int(n, v) if n == name => Some(*v),
+        _ => None,
+    })
+}
+
+/// Decides what to quantize.
+pub(super) fn plan(model: &Model) -> Result<Plan, QuantizeError> {
+    let opset = model
+        .opset_imports
+        .iter()
+        .find(|(d, _)| d.is_empty() || d == "ai.onnx")
+        .map(|(_, v)| *v)
+        .unwrap_or(0);
+    if opset < 13 {
+        return Err(graph_err(format!(
+            "opset {opset}: per-channel QuantizeLinear/DequantizeLinear need opset 13 or later"
+        )));
+    }
+    let g = &model.graph;
+    if g.inputs.len() != 1 {
+        return Err(graph_err(format!(
+            "{} graph inputs; one image input is expected",
+            g.inputs.len()
+        )));
+    }
+    let inits: HashMap<&str, &TensorData> = g
+        .initializers
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        for input in &n.inputs {
+            consumers.entry(input.as_str()).or_default().push(i);
+        }
+    }
+    let outputs: HashSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+    let mut plan = Plan::default();
+    let mut seen = HashSet::new();
+    let activation = |name: &str| -> Result<(), QuantizeError> {
+        if inits.contains_key(name) {
+            return Err(graph_err(format!(
+                "{name} is a constant where an activation is expected"
+            )));
+        }
+        Ok(())
+    };
+    for (i, node) in g.nodes.iter().enumerate() {
+        let Some(op) = QUANTIZED_OPS.iter().copied().find(|o| *o == node.op_type) else {
+            continue;
+        };
+        let at = || format!("{} node {:?}", node.op_type, node.name);
+        match op {
+            "Conv" | "Gemm" => {
+                let [x, w, rest @ ..] = node.inputs.as_slice() else {
+                    return Err(graph_err(format!("{} has too few inputs", at())));
+                };
+                activation(x)?;
+                let w = float_init(&inits, w).ok_or_else(|| {
+                    graph_err(format!("{}: weight {w} is not a float32 constant", at()))
+                })?;
+                let rank = if op == "Conv" { 3..=5 } else { 2..=2 };
+                if !rank.contains(&w.dims.len()) {
+                    return Err(graph_err(format!(
+                        "{}: weight has dimensions {:?}",
+                        at(),
+                        w.dims
+                    )));
+                }
+                if let Some(b) = rest.first().filter(|b| !b.is_empty()) {
+                    let b = float_init(&inits, b).ok_or_else(|| {
+                        graph_err(format!("{}: bias {b} is not a float32 constant", at()))
+                    })?;
+                    let channels = w.dims[weight_axis(node)?];
+                    if b.dims != [channels] {
+                        return Err(graph_err(format!(
+                            "{}: bias has dimensions {:?}, expected [{channels}]",
+                            at(),
+                            b.dims
+                        )));
+                    }
+                }
+                plan.add_activation(&mut seen, x);
+            }
+            _ => {
+                for x in &node.inputs {
+                    activation(x)?;
+                    plan.add_activation(&mut seen, x);
+                }
+            }
+        }
+        plan.nodes.push((i, op));
+        let y = &node.outputs[0];
+        if outputs.contains(y.as_str()) || op == "Gemm" {
+            // Logits stay float: nothing downstream runs in integers.
+            continue;
+        }
+        let folded = match consumers.get(y.as_str()).map(Vec::as_slice) {
+            Some([j]) if foldable(&g.nodes[*j], &inits) && !outputs.contains(y.as_str()) => {
+                Some(*j)
+            }
+            _ => None,
+        };
+        match folded {
+            Some(j) => {
+                plan.folded.push((j, i));
+                plan.add_activation(&mut seen, &g.nodes[j].outputs[0]);
+            }
+            None => plan.add_activation(&mut seen, y),
+        }
+    }
+    if plan.nodes.is_empty() {
+        return Err(graph_err("no Conv, Gemm or Add node to quantize".into()));
+    }
+    Ok(plan)
+}
+
+/// The weight axis holding output channels: 0 for Conv and for Gemm with
+/// `transB = 1` ([N, K]); 1 for plain Gemm ([K, N]).
+fn weight_axis(node: &Node) -> Result<usize, QuantizeError> {
+    if node.op_type == "Conv" {
+        return Ok(0);
+    }
+    if int_attr(node, "transA").unwrap_or(0) != 0 {
+        return Err(graph_err(format!("Gemm {:?} has transA", node.name)));
+    }
+    Ok(if int_attr(node, "transB").unwrap_or(0) != 0 {
+        0
+    } else {
+        1
+    })
+}
+
+/// A Relu, or a Clip with constant bounds lo ≤ 0 ≤ hi: the uint8 range of
+/// its output, which always contains 0 and lies within [lo, hi], clamps
+/// exactly as it does, so the producer can be quantized straight to it.
+fn foldable(node: &Node, inits: &HashMap<&str, &TensorData>) -> bool {
+    match node.op_type.as_str() {
+        "Relu" => true,
+        "Clip" => {
+            let bound = |k: usize| {
+                node.inputs
+                    .get(k)
+                    .and_then(|n| float_init(inits, n))
+                    .and_then(|t| t.f32_values())
+                    .and_then(|v| (v.len() == 1).then_some(v[0]))
+            };
+            matches!((bound(1), bound(2)), (Some(lo), Some(hi)) if lo <= 0.0 && hi >= 0.0)
+        }
+        _ => false,
+    }
+}
+
+/// uint8 asymmetric parameters for a range; the range is widened to
+/// contain 0 so that zero (padding, ReLU) is exact.
+pub(super) fn activation_params(lo: f32, hi: f32) -> (f32, u8) {
+    let (lo, hi) = (f64::from(lo.min(0.0)), f64::from(hi.max(0.0)));
+    let scale = ((hi - lo) / 255.0) as f32;
+    if !(scale.is_finite() && scale > 0.0) {
+        return (1.0, 0);
+    }
+    let zp = (-lo / f64::from(scale)).round_ties_even().clamp(0.0, 255.0) as u8;
+    (scale, zp)
+}
+
+/// Largest weight magnitude: 7-bit weights in [-64, 64] (ONNX Runtime's
+/// `reduce_range`). On x86 CPUs without VNNI, ONNX Runtime's U8S8 kernels
+/// multiply with VPMADDUBSW, whose int16 sum of two u8·s8 products
+/// saturates once |w| > 64 (255·127·2 > 32767). Measured on this project's
+/// AMD EPYC (AVX2 only), Lite0 with full-range weights kept the fp32 top-1
+/// on 12/18 photos under ONNX Runtime but 15/18 under tract's exact QDQ
+/// arithmetic; 7-bit weights cannot saturate on any CPU.
+pub(super) const WEIGHT_QMAX: f32 = 64.0;
+
+/// Symmetric per-channel int8 quantization along `axis`: scale[c] =
+/// max|w_c| / [`WEIGHT_QMAX`] (1 for an all-zero channel), q = round(w / scale).
+pub(super) fn quantize_weights(data: &[f32], dims: &[i64], axis: usize) -> (Vec<i8>, Vec<f32>) {
+    let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    let channels = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let channel_of = |i: usize| (i / inner) % channels;
+    let mut amax = vec![0f32; channels];
+    for (i, &w) in data.iter().enumerate() {
+        let c = channel_of(i);
+        amax[c] = amax[c].max(w.abs());
+    }
+    let scales: Vec<f32> = amax
+        .iter()
+        .map(|&m| if m > 0.0 { m / WEIGHT_QMAX } else { 1.0 })
+        .collect();
+    let q = data
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            (w / scales[channel_of(i)])
+                .round_ties_even()
+                .clamp(-127.0, 127.0) as i8
+        })
+        .collect();
+    (q, scales)
+}
+
+fn q_name(t: &str) -> String {
+    format!("{t}_quantized")
+}
+fn dq_name(t: &str) -> String {
+    format!("{t}_dequantized")
+}
+fn scale_name(t: &str) -> String {
+    format!("{t}_scale")
+}
+fn zp_name(t: &str) -> String {
+    format!("{t}_zero_point")
+}
+
+fn node(op: &str, name: String, inputs: Vec<String>, output: String, axis: Option<i64>) -> Node {
+    Node {
+        name,
+        op_type: op.into(),
+        inputs,
+        outputs: vec![output],
+        attributes: axis
+            .map(|a| vec![Attribute::Int("axis".into(), a)])
+            .unwrap_or_default(),
+    }
+}
+
+/// QuantizeLinear + DequantizeLinear of activation `t`.
+fn qdq_pair(t: &str) -> [Node; 2] {
+    let params = || vec![scale_name(t), zp_name(t)];
+    let mut q_in = vec![t.to_string()];
+    q_in.extend(params());
+    let mut dq_in = vec![q_name(t)];
+    dq_in.extend(params());
+    [
+        node(
+            "QuantizeLinear",
+            format!("{t}_QuantizeLinear"),
+            q_in,
+            q_name(t),
+            None,
+        ),
+        node(
+            "DequantizeLinear",
+            format!("{t}_DequantizeLinear"),
+            dq_in,
+            dq_name(t),
+            None,
+        ),
+    ]
+}
+
+/// Builds the QDQ model from the fp32 one, the plan and one range per
+/// planned activation.
+pub(super) fn rewrite(
+    model: &Model,
+    plan: &Plan,
+    ranges: &[(f32, f32)],
+    method: Method,
+    photos: usize,
+) -> Result<Model, QuantizeError> {
+    let g = &model.graph;
+    let inits: HashMap<&str, &TensorData> = g
+        .initializers
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let params: HashMap<&str, (f32, u8)> = plan
+        .activations
+        .iter()
+        .zip(ranges)
+        .map(|(t, &(lo, hi))| (t.as_str(), activation_params(lo, hi)))
+        .collect();
+    let quantized: HashSet<&str> = plan.activations.iter().map(String::as_str).collect();
+    let dropped: HashMap<usize, usize> = plan.folded.iter().copied().collect();
+    // Producer index → the folded activation's output it now writes.
+    let renamed: HashMap<usize, &str> = plan
+        .folded
+        .iter()
+        .map(|&(act, producer)| (producer, g.nodes[act].outputs[0].as_str()))
+        .collect();
+    let planned: HashMap<usize, &str> = plan.nodes.iter().copied().collect();
+
+    let mut nodes = Vec::new();
+    // Constants replacing a float weight/bias, keyed by its name.
+    let mut replaced: HashMap<String, Vec<TensorData>> = HashMap::new();
+    let input = &g.inputs[0].name;
+    if quantized.contains(input.as_str()) {
+        nodes.extend(qdq_pair(input));
+    }
+    for (i, n) in g.nodes.iter().enumerate() {
+        if dropped.contains_key(&i) {
+            continue;
+        }
+        let mut n = n.clone();
+        for x in n.inputs.iter_mut() {
+            if quantized.contains(x.as_str()) {
+                *x = dq_name(x);
+            }
+        }
+        if let Some(op) = planned.get(&i) {
+            if *op != "Add" {
+                let x = g.nodes[i].inputs[0].as_str();
+                let s_x = params[x].0;
+                let axis = weight_axis(&n)?;
+                let w = inits[n.inputs[1].as_str()];
+                let (q, s_w) =
+                    quantize_weights(&w.f32_values().expect("checked float"), &w.dims, axis);
+                let channels = s_w.len() as i64;
+                replaced.insert(
+                    w.name.clone(),
+                    vec![
+                        TensorData::from_i8(q_name(&w.name), w.dims.clone(), &q),
+                        TensorData::from_f32(scale_name(&w.name), vec![channels], &s_w),
+                        TensorData::from_i8(zp_name(&w.name), vec![channels], &vec![0; s_w.len()]),
+                    ],
+                );
+                nodes.push(node(
+                    "DequantizeLinear",
+                    format!("{}_DequantizeLinear", w.name),
+                    vec![q_name(&w.name), scale_name(&w.name), zp_name(&w.name)],
+                    dq_name(&w.name),
+                    Some(axis as i64),
+                ));
+                n.inputs[1] = dq_name(&w.name);
+                if let Some(b) = n.inputs.get(2).filter(|b| !b.is_empty()).cloned() {
+                    let bias = inits[b.as_str()].f32_values().expect("checked float");
+                    let s_b: Vec<f32> = s_w.iter().map(|s| s * s_x).collect();
+                    let q_b: Vec<i32> = bias
+                        .iter()
+                        .zip(&s_b)
+                        .map(|(v, s)| {
+                            (f64::from(*v) / f64::from(*s))
+                                .round_ties_even()
+                                .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                                as i32
+                        })
+                        .collect();
+                    replaced.insert(
+                        b.clone(),
+                        vec![
+                            TensorData::from_i32(q_name(&b), vec![channels], &q_b),
+                            TensorData::from_f32(scale_name(&b), vec![channels], &s_b),
+                            TensorData::from_i32(zp_name(&b), vec![channels], &vec![0; s_b.len()]),
+                        ],
+                    );
+                    nodes.push(node(
+                        "DequantizeLinear",
+                        format!("{b}_DequantizeLinear"),
+                        vec![q_name(&b), scale_name(&b), zp_name(&b)],
+                        dq_name(&b),
+                        Some(0),
+                    ));
+                    n.inputs[2] = dq_name(&b);
+                }
+            }
+        }
+        if let Some(out) = renamed.get(&i) {
+            n.outputs[0] = out.to_string();
+        }
+        let produced: Vec<String> = n
+            .outputs
+            .iter()
+            .filter(|o| quantized.contains(o.as_str()))
+            .cloned()
+            .collect();
+        nodes.push(n);
+        for t in produced {
+            nodes.extend(qdq_pair(&t));
+        }
+    }
+
+    let used: HashSet<&str> = nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().map(String::as_str))
+        .collect();
+    let mut initializers = Vec::new();
+    for t in &g.initializers {
+        match replaced.remove(&t.name) {
+            Some(new) => initializers.extend(new),
+            None if used.contains(t.name.as_str()) => initializers.push(t.clone()),
+            None => {} // e.g. ReLU6 bounds once every Clip is folded
+        }
+    }
+    for t in &plan.activations {
+        let (s, zp) = params[t.as_str()];
+        initializers.push(TensorData::from_f32(scale_name(t), vec![], &[s]));
+        initializers.push(TensorData::from_u8(zp_name(t), vec![], &[zp]));
+    }
+
+    let mut out = model.clone();
+    out.producer_name = "imgclass".into();
+    out.producer_version = env!("CARGO_PKG_VERSION").into();
+    out.graph.nodes = nodes;
+    out.graph.initializers = initializers;
+    out.graph.doc_string = format!(
+        "{} Quantized by imgclass: static QDQ, per-channel symmetric int8 weights, int32 biases, \
+         uint8 activations ({method} calibration on {photos} photos).",
+        g.doc_string
+    )
+    .trim_start()
+    .to_string();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::{Dim, Graph, ValueInfo};
+
+    #[test]
+    fn activation_params_contain_zero() {
+        assert_eq!(activation_params(0.0, 6.0), (6.0 / 255.0, 0));
+        let (s, zp) = activation_params(-1.0, 3.0);
+        assert!((s - 4.0 / 255.0).abs() < 1e-7);
+        assert_eq!(zp, 64); // round(1 / (4/255)) = round(63.75)
+        // A range entirely above zero is widened down to zero.
+        assert_eq!(activation_params(2.0, 5.1).1, 0);
+        assert_eq!(activation_params(0.0, 0.0), (1.0, 0));
+    }
+
+    #[test]
+    fn per_channel_weights_are_symmetric() {
+        // Two output channels of 2 weights each (axis 0), then axis 1 of a 2x2.
+        let (q, s) = quantize_weights(&[1.0, -0.5, 0.0, 0.0], &[2, 2], 0);
+        assert_eq!(s, [1.0 / 64.0, 1.0]);
+        assert_eq!(q, [64, -32, 0, 0]);
+        let (q, s) = quantize_weights(&[1.0, 2.0, -1.0, 3.0], &[2, 2], 1);
+        assert_eq!(s, [1.0 / 64.0, 3.0 / 64.0]);
+        assert_eq!(q, [64, 43, -64, 64]); // 2 / (3/64) = 42.67
+    }
+
+    /// x → Conv → Clip(0, 6) → Conv → Add(with first Clip) → GAP → Gemm.
+    fn tiny() -> Model {
+        let conv = |name: &str, x: &str, w: &str, b: &str| Node {
+            name: name.into(),
+            op_type: "Conv".into(),
+            inputs: vec![x.into(), w.into(), b.into()],
+            outputs: vec![name.into()],
+            attributes: vec![Attribute::Ints("kernel_shape".into(), vec![1, 1])],
+        };
+        let simple = |op: &str, name: &str, inputs: &[&str]| Node {
+            name: name.into(),
+            op_type: op.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![name.into()],
+            attributes: Vec::new(),
+        };
+        let mut gemm = simple("Gemm", "logits", &["flat", "fc.w", "fc.b"]);
+        gemm.attributes.push(Attribute::Int("transB".into(), 1));
+        Model {
+            ir_version: 8,
+            producer_name: "test".into(),
+            producer_version: String::new(),
+            doc_string: String::new(),
+            graph: Graph {
+                name: "tiny".into(),
+                nodes: vec![
+                    conv("c1", "x", "w1", "b1"),
+                    simple("Clip", "r1", &["c1", "lo", "hi"]),
+                    conv("c2", "r1", "w2", "b2"),
+                    simple("Add", "sum", &["c2", "r1"]),
+                    simple("GlobalAveragePool", "pool", &["sum"]),
+                    simple("Flatten", "flat", &["pool"]),
+                    gemm,
+                ],
+                initializers: vec![
+                    TensorData::from_f32("lo", vec![], &[0.0]),
+                    TensorData::from_f32("hi", vec![], &[6.0]),
+                    TensorData::from_f32("w1", vec![2, 3, 1, 1], &[0.1, 0.2, 0.3, -1.0, 0.5, 0.25]),
+                    TensorData::from_f32("b1", vec![2], &[0.5, -0.5]),
+                    TensorData::from_f32("w2", vec![2, 2, 1, 1], &[1.0, 0.0, 0.0, 1.0]),
+                    TensorData::from_f32("b2", vec![2], &[0.0, 0.0]),
+                    TensorData::from_f32("fc.w", vec![3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+                    TensorData::from_f32("fc.b", vec![3], &[0.0, 0.1, 0.2]),
+                ],
+                doc_string: String::new(),
+                inputs: vec![ValueInfo {
+                    name: "x".into(),
+                    elem_type: FLOAT,
+                    dims: Some(vec![
+                        Dim::Param("batch".into()),
+                        Dim::Value(3),
+                        Dim::Value(4),
+                        Dim::Value(4),
+                    ]),
+                }],
+                outputs: vec![ValueInfo {
+                    name: "logits".into(),
+                    elem_type: FLOAT,
+                    dims: None,
+                }],
+            },
+            opset_imports: vec![(String::new(), 13)],
+        }
+    }
+
+    #[test]
+    fn plan_folds_relu6_and_keeps_logits_float() {
+        let m = tiny();
+        let p = plan(&m).unwrap();
+        assert_eq!(p.activations, ["x", "r1", "c2", "sum", "flat"]);
+        assert_eq!(p.folded, [(1, 0)]);
+        assert_eq!(
+            (p.count("Conv"), p.count("Gemm"), p.count("Add")),
+            (2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn rewrite_wires_every_consumer_through_dequantize() {
+        let m = tiny();
+        let p = plan(&m).unwrap();
+        let ranges = vec![
+            (-1.0, 1.0),
+            (0.0, 6.0),
+            (-2.0, 2.0),
+            (-3.0, 5.0),
+            (0.0, 4.0),
+        ];
+        let q = rewrite(&m, &p, &ranges, Method::MinMax, 3).unwrap();
+        let ops: Vec<&str> = q.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(!ops.contains(&"Clip"), "{ops:?}");
+        assert_eq!(ops.iter().filter(|o| **o == "QuantizeLinear").count(), 5);
+        // 5 activations + 3 weights + 3 biases dequantized.
+        assert_eq!(ops.iter().filter(|o| **o == "DequantizeLinear").count(), 11);
+        // The first Conv now writes the Clip's output, read only by its Q.
+        let c1 = q.graph.nodes.iter().find(|n| n.name == "c1").unwrap();
+        assert_eq!(c1.outputs, ["r1"]);
+        assert_eq!(
+            c1.inputs,
+            ["x_dequantized", "w1_dequantized", "b1_dequantized"]
+        );
+        for n in &q.graph.nodes {
+            if n.op_type != "QuantizeLinear" {
+                for x in &n.inputs {
+                    assert!(!p.activations.contains(x), "{} reads float {x}", n.name);
+                }
+            }
+        }
+        // Unused ReLU6 bounds are gone; weights are int8, biases int32.
+        let init = |name: &str| q.graph.initializers.iter().find(|t| t.name == name);
+        assert!(init("lo").is_none() && init("w1").is_none());
+        assert_eq!(init("w1_quantized").unwrap().data_type, crate::onnx::INT8);
+        assert_eq!(init("b1_quantized").unwrap().data_type, crate::onnx::INT32);
+        assert_eq!(init("r1_zero_point").unwrap().data_type, crate::onnx::UINT8);
+        // Gemm with transB: per-channel over B's rows (3 output features).
+        assert_eq!(init("fc.w_scale").unwrap().dims, [3]);
+        // Every node input exists before it is read.
+        let mut known: HashSet<String> = q
+            .graph
+            .initializers
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        known.insert("x".into());
+        for n in &q.graph.nodes {
+            for i in &n.inputs {
+                assert!(known.contains(i), "{} reads unknown {i}", n.name);
+            }
+            known.extend(n.outputs.iter().cloned());
+        }
+        // Deterministic.
+        use crate::onnx::Message;
+        let again = rewrite(&m, &p, &ranges, Method::MinMax, 3).unwrap();
+        assert_eq!(q.to_bytes(), again.to_bytes());
+    }
+
+    #[test]
+    fn rejects_graphs_it_cannot_quantize() {
+        let mut m = tiny();
+        m.opset_imports = vec![(String::new(), 11)];
+        assert!(plan(&m).unwrap_err().to_string().contains("opset 11"));
+        let mut m = tiny();
+        m.graph.initializers.retain(|t| t.name != "w2");
+        assert!(plan(&m).unwrap_err().to_string().contains("w2"));
+    }
+}

