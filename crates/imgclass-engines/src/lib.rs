@@ -182,7 +182,12 @@ pub fn load_engine(
         EngineChoice::Tract => load_tract(model, options),
         EngineChoice::Auto => match OrtEngine::load(model, &lib, options) {
             Ok(e) => {
-                tracing::info!(engine = "ort", library = %lib.display(), "engine auto: ONNX Runtime loaded");
+                tracing::info!(
+                    engine = "ort",
+                    library = %lib.display(),
+                    model_prefers = hints.preferred.as_deref().unwrap_or("-"),
+                    "engine auto: ONNX Runtime loaded (it runs int8 QDQ models as integer kernels; tract would compute them in f32)"
+                );
                 Ok(Arc::new(e))
             }
             Err(ort_err) => {

@@ -44,8 +44,10 @@ pub type PhotoEntry = (
     usize,
 );
 
-/// Every photo. rocket.jpg (a launch) is "missile" or "projectile" for
-/// Lite0 and "space shuttle" (812) for Lite1. Measured with the default model: grace_hopper's
+/// Every photo. rocket.jpg (a launch beside its gantry) is "missile" or
+/// "projectile" for Lite0, "space shuttle" (812) for Lite1, and for Lite2
+/// "drilling platform" (10%, the gantry) just ahead of "missile" (6%):
+/// any of the three in the top 2. Measured with the default model: grace_hopper's
 /// "military uniform" is third behind "academic gown" and "mortarboard"
 /// (every resize filter agrees), camera's "tripod" is first.
 pub const PHOTOS: &[PhotoEntry] = &[
@@ -75,7 +77,7 @@ pub const PHOTOS: &[PhotoEntry] = &[
         "skimage/data/rocket.jpg",
         "rocket.jpg",
         &[657, 744, 812],
-        1,
+        2,
     ),
     (
         "skimage",

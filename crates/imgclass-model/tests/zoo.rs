@@ -196,7 +196,17 @@ fn quantization_is_deterministic_and_matches_the_fetched_file() {
         ..options
     };
     let (c, _) = quantize::quantize(&fp32, &pre, &set.photos, &other).unwrap();
-    assert_eq!(c.len(), a.len(), "same structure");
+    // Same graph (the ranges are initializer values, whose encoding may
+    // differ by a few bytes): the same operators on the same tensors.
+    let ops = |m: &[u8]| {
+        let m = imgclass_model::onnx::decode_model(m).unwrap();
+        m.graph
+            .nodes
+            .into_iter()
+            .map(|n| (n.op_type, n.inputs, n.outputs))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ops(&c), ops(&a), "same structure");
     assert!(c != a, "the method changes the ranges");
 }
 
@@ -210,4 +220,33 @@ fn catalogue_file_sizes_are_exact() {
             .len();
         assert_eq!(bytes, e.onnx_bytes, "{}", e.name);
     }
+}
+
+/// tract runs the QDQ model too (it dequantizes and computes in f32, so it
+/// is no faster): `--engine tract` works and gives ONNX Runtime's answers;
+/// `auto` picks ONNX Runtime, as the int8 model.toml prefers.
+#[test]
+fn tract_runs_the_int8_model_with_onnx_runtimes_answers() {
+    let home = kit::zoo_home(&["efficientnet-lite0-int8"]);
+    let model = load(home, "efficientnet-lite0-int8");
+    assert_eq!(model.config.engine.preferred.as_deref(), Some("ort"));
+    let ort = engine(home, &model, EngineChoice::Ort);
+    let tract = engine(home, &model, EngineChoice::Tract);
+    let auto = engine(home, &model, EngineChoice::Auto);
+    assert_eq!(auto.kind(), ort.kind());
+    let mut worst = 0f32;
+    for p in kit::PHOTOS {
+        let bytes = kit::photo_bytes(p.2);
+        let a = softmax(&logits(ort.as_ref(), &model, &bytes));
+        let b = softmax(&logits(tract.as_ref(), &model, &bytes));
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        worst = worst.max(d);
+        assert_eq!(top(&a, 1), top(&b, 1), "{}: top-1 differs", p.2);
+        assert!(d < 0.05, "{}: |p ORT - p tract| up to {d}", p.2);
+    }
+    eprintln!("int8 on tract vs ORT: max |dp| {worst:.4}");
 }

@@ -1,7 +1,8 @@
 //! One pipeline, two front ends: `imgclass serve --model A,B` and
 //! `imgclass classify --model B` (the real binary, the real model, real
 //! sockets) give identical probabilities for the same photos, and each
-//! served model answers with its own labels.
+//! served model answers with its own labels; zoo models named on the
+//! command line are fetched on first use and served side by side.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -27,6 +28,11 @@ impl Drop for Server {
 
 /// One HTTP/1.0 exchange on a fresh connection: (status, body).
 fn http(port: u16, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    http_with_head(port, request).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP/1.0 exchange: (status, response head, body).
+fn http_with_head(port: u16, request: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.write_all(request)?;
@@ -36,12 +42,17 @@ fn http(port: u16, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a complete response head");
-    let head = String::from_utf8_lossy(&raw[..split]);
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Ok((status, raw[split + 4..].to_vec()))
+    Ok((status, head, raw[split + 4..].to_vec()))
 }
 
 fn classify_over_http(port: u16, query: &str, image: &[u8]) -> Value {
+    classify_answered_by(port, query, image).1
+}
+
+/// `/classify{query}`: (the `X-Model` header, the JSON body).
+fn classify_answered_by(port: u16, query: &str, image: &[u8]) -> (String, Value) {
     let boundary = "imgclass-one-pipeline";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p\"\r\n\r\n"
@@ -55,17 +66,31 @@ fn classify_over_http(port: u16, query: &str, image: &[u8]) -> Value {
     )
     .into_bytes();
     req.extend_from_slice(&body);
-    let (status, body) = http(port, &req).unwrap();
+    let (status, head, body) = http_with_head(port, &req).unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).unwrap()
+    let model = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-model"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (model, serde_json::from_slice(&body).unwrap())
 }
 
 fn serve(models: &str) -> Server {
+    serve_in(kit::two_model_home(), models, &[])
+}
+
+/// `imgclass serve --model MODELS` on model home `home`, ready.
+fn serve_in(home: &std::path::Path, models: &str, env: &[(&str, &std::path::Path)]) -> Server {
     let port = kit::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_imgclass"))
         .args(["serve", "--no-store", "--port", &port.to_string()])
         .args(["--model", models])
-        .env("IMGCLASS_HOME", kit::two_model_home())
+        .envs(env.iter().copied())
+        .env("IMGCLASS_HOME", home)
         .env("RUST_LOG", "warn")
         .env_remove("IMGCLASS_API_KEY")
         .stdout(Stdio::null())
@@ -79,8 +104,8 @@ fn serve(models: &str) -> Server {
             return server;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "imgclass serve was not ready within 60 s"
+            start.elapsed() < Duration::from_secs(120),
+            "imgclass serve was not ready within 120 s"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -159,4 +184,39 @@ fn cli_and_server_give_identical_probabilities_per_model() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
+
+#[test]
+fn zoo_models_are_fetched_on_first_use_and_served_side_by_side() {
+    // An empty model home; the test home's verified downloads as the
+    // offline wheelhouse (the registry is not needed).
+    let models = ["efficientnet-lite1", "efficientnet-lite0-int8"];
+    let wheels = kit::zoo_home(&models).join(".downloads");
+    let home = tempfile::tempdir().unwrap();
+    let server = serve_in(
+        home.path(),
+        &models.join(","),
+        &[("IMGCLASS_WHEELHOUSE", &wheels)],
+    );
+    for model in models {
+        assert!(
+            home.path().join(model).join("model.toml").is_file(),
+            "{model} installed on first use"
+        );
+    }
+    // Each model runs with its own input size from its model.toml.
+    let lite1 = imgclass_core::ModelRepository::new(home.path())
+        .load("efficientnet-lite1")
+        .unwrap();
+    assert_eq!(
+        (lite1.config.input.width, lite1.config.input.height),
+        (240, 240)
+    );
+    for model in models {
+        let (answered, top) =
+            classify_answered_by(server.port, &format!("?model={model}&top_k=1"), &kit::photo_bytes("coffee.png"));
+        assert_eq!(answered, model, "X-Model");
+        let label = top[0]["label"].as_str().unwrap();
+        assert_eq!(label, "espresso", "{model}: {top}");
+    }
 }
