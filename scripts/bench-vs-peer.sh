@@ -17,76 +17,9 @@
 #        PEER_DIR (../shared/peer), IMGCLASS_SERVE_ARGS (extra `serve` flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/imgclass/target}"
 REPEAT="${REPEAT:-3}"
-DURATION="${DURATION:-15s}"
-PEER_DIR="${PEER_DIR:-$(cd .. && pwd)/shared/peer}"
-home="${IMGCLASS_HOME:-$HOME/.cache/imgclass}"
-model_dir="$home/efficientnet-lite0"
-
-bin="${IMGCLASS_BIN:-$CARGO_TARGET_DIR/release/imgclass}"
-# oha, pinned, built once into the cache (a few minutes the first time).
-oha="${OHA:-$HOME/.cache/imgclass/oha/bin/oha}"
-[ -x "$oha" ] || cargo install oha --version 1.16.0 --locked --root "$HOME/.cache/imgclass/oha"
-[ -x "$bin" ] || cargo build --release -q -p imgclass
-"$bin" model fetch >/dev/null
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# The peer's venv (pinned requirements) also has Pillow and numpy, used
-# here to derive the benchmark images from a real test photo.
-export PEER_VENV="${PEER_VENV:-$HOME/.cache/imgclass/peer-venv}"
-export PEER_MODEL="$model_dir/model.onnx" PEER_LABELS="$model_dir/labels.txt"
-export PEER_IMAGES_DIR="$work/peer-images"
-peer_pid=$("$PEER_DIR/run.sh" 18431 1 1)
-kill "$peer_pid"
-py="$PEER_VENV/bin/python"
-
-photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v1"
-[ -d "$photos" ] || cargo test --release -q -p imgclass-engines --test real_model real_photos >/dev/null
-mkdir -p "$work"/{small,big-jpeg,big-bmp}
-"$py" - "$photos/chelsea.png" "$work" <<'EOF'
-import sys
-from PIL import Image
-src, out = sys.argv[1], sys.argv[2]
-img = Image.open(src).convert("RGB")
-img.resize((500, 375), Image.BICUBIC).save(f"{out}/small/cat-500x375.jpg", quality=90)
-img.resize((4032, 3024), Image.BICUBIC).save(f"{out}/big-jpeg/cat-4032x3024.jpg", quality=90)
-img.resize((1920, 1440), Image.BICUBIC).save(f"{out}/big-bmp/cat-1920x1440.bmp")
-EOF
-
-# One multipart body per image, sent by oha byte for byte to both servers.
-for f in "$work"/small/* "$work"/big-jpeg/* "$work"/big-bmp/*; do
-  "$py" - "$f" "$(dirname "$f").body" <<'EOF2'
-import mimetypes, sys
-src, out = sys.argv[1:3]
-data = open(src, "rb").read()
-kind = mimetypes.guess_type(src)[0] or "application/octet-stream"
-head = (f"--imgclassbench\r\nContent-Disposition: form-data; name=\"image\"; "
-        f"filename=\"{src.rsplit('/', 1)[-1]}\"\r\nContent-Type: {kind}\r\n\r\n").encode()
-open(out, "wb").write(head + data + b"\r\n--imgclassbench--\r\n")
-EOF2
-done
-
-# `load URL BODY C` prints "req/s p50_ms non-2xx" of one oha run (after a
-# short warm-up run).
-load() {
-  local args=(-m POST -D "$2" -T "multipart/form-data; boundary=imgclassbench" --no-tui -c "$3")
-  "$oha" "${args[@]}" -n 40 "$1/classify" >/dev/null
-  "$oha" "${args[@]}" -z "$DURATION" --output-format json "$1/classify" | "$py" -c '
-import json, sys
-s = json.load(sys.stdin)
-codes = s.get("statusCodeDistribution", {})
-bad = sum(n for c, n in codes.items() if not c.startswith("2"))
-print(s["summary"]["requestsPerSec"], 1000 * s["latencyPercentiles"]["p50"], bad + len(s.get("errorDistribution", {})))'
-}
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 
 # `stages URL` prints the server's cumulative "sum count" of each stage
 # histogram; the difference over a load gives its mean per image.
@@ -101,15 +34,6 @@ for line in sys.stdin:
     if m and m.group(1) in tot:
         tot[m.group(1)][0 if m.group(2) == "sum" else 1] += float(m.group(4))
 print(" ".join(f"{tot[w][0]} {tot[w][1]}" for w in want))' "$STAGES"
-}
-
-wait_ready() {
-  for _ in $(seq 1 200); do
-    curl -fs "$1" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "not ready: $1" >&2
-  return 1
 }
 
 declare -A results
@@ -134,16 +58,11 @@ run_imgclass() {
 
 run_peer() {
   local port=18433 pid
+  peer_small "$port"
   pid=$("$PEER_DIR/run.sh" "$port" 2 1)
   pids+=("$pid")
-  results[peer,c16]+="$(load "http://127.0.0.1:$port" "$work/small.body" 16);"
   results[peer,jpeg12]+="$(load "http://127.0.0.1:$port" "$work/big-jpeg.body" 4);"
   results[peer,bmp3]+="$(load "http://127.0.0.1:$port" "$work/big-bmp.body" 4);"
-  kill "$pid"
-  sleep 1
-  pid=$("$PEER_DIR/run.sh" "$port" 1 2)
-  pids+=("$pid")
-  results[peer,c1]+="$(load "http://127.0.0.1:$port" "$work/small.body" 1);"
   kill "$pid"
   sleep 1
 }

@@ -224,18 +224,16 @@ fn bench(global: &Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    if models.len() > 1 {
-        println!("\nbest batch size per model (engine only):");
+    println!("\nbest batch size per model (engine only):");
+    println!(
+        "{:<26} {:>6} {:>8} {:>6} {:>9}",
+        "MODEL", "INPUT", "ONNX MB", "BATCH", "IMAGES/S"
+    );
+    for b in &best {
         println!(
-            "{:<26} {:>6} {:>8} {:>6} {:>9}",
-            "MODEL", "INPUT", "ONNX MB", "BATCH", "IMAGES/S"
+            "{:<26} {:>6} {:>8.1} {:>6} {:>9.0}",
+            b.model, b.input, b.onnx_mb, b.batch, b.images_per_s
         );
-        for b in &best {
-            println!(
-                "{:<26} {:>6} {:>8.1} {:>6} {:>9.0}",
-                b.model, b.input, b.onnx_mb, b.batch, b.images_per_s
-            );
-        }
     }
     for q in &best {
         let Some(fp32) = q.model.strip_suffix("-int8") else {
