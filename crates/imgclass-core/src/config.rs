@@ -139,6 +139,10 @@ pub struct EngineHints {
     /// Path of the ONNX Runtime library, relative to the model home.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ort_library: Option<String>,
+    /// The model computes in int8 (QuantizeLinear/DequantizeLinear pairs):
+    /// engines must take integer paths that cannot overflow.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quantized: bool,
 }
 
 /// The whole `model.toml`.

@@ -164,7 +164,9 @@ pub fn is_present(home: &Path) -> bool {
 /// whether it was. To customise the default model, copy its folder under
 /// another name.
 pub fn refresh_default_config(home: &Path) -> Result<bool, FetchError> {
-    let path = home.join(DEFAULT_MODEL).join(imgclass_core::repository::MODEL_TOML);
+    let path = home
+        .join(DEFAULT_MODEL)
+        .join(imgclass_core::repository::MODEL_TOML);
     let current = default_model_config();
     if ModelConfig::load(&path).is_ok_and(|c| c == current) {
         return Ok(false);
@@ -429,7 +431,7 @@ pub fn quantize_into_home(
     let t = Instant::now();
     let (cache, python, wheelhouse) = options.photo_source();
     let calibration = photos::load(
-        photos::CALIBRATION,
+        &photos::calibration(),
         photos::Source {
             cache: &cache,
             python,
@@ -514,6 +516,7 @@ pub fn lite_model_config(entry: &CatalogueEntry) -> ModelConfig {
             preferred: Some("ort".into()),
             max_batch: Some(8),
             ort_library: None,
+            quantized: false,
         },
     }
 }

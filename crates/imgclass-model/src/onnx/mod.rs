@@ -305,6 +305,16 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// The values, when this is an int32 tensor.
+    pub fn i32_values(&self) -> Option<Vec<i32>> {
+        (self.data_type == INT32).then(|| {
+            self.raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+    }
+
     /// The values, when this is a float32 tensor.
     pub fn f32_values(&self) -> Option<Vec<f32>> {
         (self.data_type == FLOAT).then(|| {

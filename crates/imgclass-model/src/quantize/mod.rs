@@ -5,8 +5,10 @@
 //! kernels (QLinearConv, QLinearAdd, …):
 //!
 //! - weights: int8, per output channel (axis 0), symmetric (zero point 0,
-//!   scale = max|w| / 64: 7-bit, see [`qdq::WEIGHT_QMAX`] for why);
-//! - biases: int32 with scale = s_input · s_weight[c], zero point 0;
+//!   scale = max|w| / 127);
+//! - biases: int32 with scale = s_input · s_weight[c], zero point 0,
+//!   corrected for the mean shift the weights' rounding causes
+//!   ([`qdq::bias_shift`], with input means measured in calibration);
 //! - activations: **uint8**, asymmetric, one scale per tensor. uint8
 //!   activations with int8 weights (U8S8) is the combination ONNX Runtime's
 //!   x86 integer kernels are built for (S8S8 is converted or slower there);
@@ -102,15 +104,16 @@ pub fn quantize(
         .collect::<Result<Vec<_>, _>>()?;
     let input = &model.graph.inputs[0];
     let shape = input_shape(input, preprocessor)?;
-    let ranges = calibrate::ranges(
+    let seen = calibrate::calibrate(
         &model,
         &plan.activations,
+        &plan.channels(),
         &inputs,
         &shape,
         options.method,
         &options.ort_library,
     )?;
-    let quantized = qdq::rewrite(&model, &plan, &ranges, options.method, photos.len())?;
+    let quantized = qdq::rewrite(&model, &plan, &seen, options.method, photos.len())?;
     let bytes = quantized.to_bytes();
     let report = QuantizeReport {
         method: options.method,
@@ -166,5 +169,6 @@ pub fn int8_config(base: &ModelConfig, name: &str, report: &QuantizeReport) -> M
         report.photos.len()
     );
     cfg.engine.preferred = Some("ort".into());
+    cfg.engine.quantized = true;
     cfg
 }

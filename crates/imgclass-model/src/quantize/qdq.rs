@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::calibrate::Seen;
 use super::{Method, QuantizeError};
 use crate::onnx::{Attribute, FLOAT, Model, Node, TensorData};
 
@@ -24,11 +25,23 @@ pub(super) struct Plan {
     /// (activation node, producer) pairs: a Relu/Clip whose range is taken
     /// over by the producer's output quantization, so it is dropped.
     pub folded: Vec<(usize, usize)>,
+    /// Channels of each Conv/Gemm input: calibration measures their means
+    /// for bias correction.
+    input_channels: HashMap<String, usize>,
 }
 
 impl Plan {
     pub fn count(&self, op: &str) -> usize {
         self.nodes.iter().filter(|(_, o)| *o == op).count()
+    }
+
+    /// For each of [`Plan::activations`], the channels whose means
+    /// calibration must measure (Conv/Gemm inputs), else `None`.
+    pub fn channels(&self) -> Vec<Option<usize>> {
+        self.activations
+            .iter()
+            .map(|t| self.input_channels.get(t).copied())
+            .collect()
     }
 
     fn add_activation(&mut self, seen: &mut HashSet<String>, name: &str) {
@@ -131,6 +144,20 @@ pub(super) fn plan(model: &Model) -> Result<Plan, QuantizeError> {
                         )));
                     }
                 }
+                let channels = if op == "Conv" {
+                    w.dims[1] as usize * group(node)
+                } else {
+                    // [N, K] with transB, else [K, N]: K is the input's.
+                    w.dims[1 - weight_axis(node)?] as usize
+                };
+                if let Some(other) = plan.input_channels.insert(x.clone(), channels)
+                    && other != channels
+                {
+                    return Err(graph_err(format!(
+                        "{}: input {x} is read with {channels} and {other} channels",
+                        at()
+                    )));
+                }
                 plan.add_activation(&mut seen, x);
             }
             _ => {
@@ -164,6 +191,11 @@ pub(super) fn plan(model: &Model) -> Result<Plan, QuantizeError> {
         return Err(graph_err("no Conv, Gemm or Add node to quantize".into()));
     }
     Ok(plan)
+}
+
+/// A Conv's `group` attribute (1 when absent).
+fn group(node: &Node) -> usize {
+    int_attr(node, "group").unwrap_or(1).max(1) as usize
 }
 
 /// The weight axis holding output channels: 0 for Conv and for Gemm with
@@ -214,14 +246,73 @@ pub(super) fn activation_params(lo: f32, hi: f32) -> (f32, u8) {
     (scale, zp)
 }
 
-/// Largest weight magnitude: 7-bit weights in [-64, 64] (ONNX Runtime's
-/// `reduce_range`). On x86 CPUs without VNNI, ONNX Runtime's U8S8 kernels
-/// multiply with VPMADDUBSW, whose int16 sum of two u8·s8 products
-/// saturates once |w| > 64 (255·127·2 > 32767). Measured on this project's
-/// AMD EPYC (AVX2 only), Lite0 with full-range weights kept the fp32 top-1
-/// on 12/18 photos under ONNX Runtime but 15/18 under tract's exact QDQ
-/// arithmetic; 7-bit weights cannot saturate on any CPU.
-pub(super) const WEIGHT_QMAX: f32 = 64.0;
+/// Largest weight magnitude: full-range int8. (7-bit weights, ONNX
+/// Runtime's `reduce_range`, avoid the int16 saturation of its AVX2 U8S8
+/// kernels but double the weight error: measured on Lite0, weights-only
+/// int7 kept the fp32 top-1 on 31/41 photos against 37/41 for int8. The
+/// saturation is avoided at run time instead: see the ORT engine's
+/// `quantized` hint.)
+pub(super) const WEIGHT_QMAX: f32 = 127.0;
+
+/// Empirical bias correction (Nagel et al., "Data-Free Quantization
+/// Through Weight Equalization and Bias Correction", 2019, section 4.2):
+/// rounding the weights shifts each output channel's mean by
+/// E[(W_q − W)·x] = Σ ΔW·E[x]; subtracting that from the bias cancels it.
+/// `means` are the input's channel means from calibration (the fp32
+/// model's), so zero padding at borders is the only thing not modelled.
+/// Returns the shift per output channel. Measured on Lite0 (weights only,
+/// 41 photos): mean |Δp| 0.028 → 0.011, top-1 kept on 37 → 40.
+pub(super) fn bias_shift(
+    w: &[f32],
+    q: &[i8],
+    scales: &[f32],
+    dims: &[i64],
+    axis: usize,
+    groups: usize,
+    means: &[f64],
+) -> Result<Vec<f64>, QuantizeError> {
+    let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    let delta = |i: usize, c: usize| f64::from(q[i]) * f64::from(scales[c]) - f64::from(w[i]);
+    let mismatch = |want: usize| {
+        graph_err(format!(
+            "bias correction: {} input channel means for a weight of {dims:?} (needs {want})",
+            means.len()
+        ))
+    };
+    if axis == 1 {
+        // Gemm without transB: [K, N].
+        let (k, n) = (dims[0], dims[1]);
+        if means.len() != k {
+            return Err(mismatch(k));
+        }
+        let mut shift = vec![0f64; n];
+        for (kk, m) in means.iter().enumerate() {
+            for (o, s) in shift.iter_mut().enumerate() {
+                *s += delta(kk * n + o, o) * m;
+            }
+        }
+        return Ok(shift);
+    }
+    // [O, I/groups, k…] (Conv) or [N, K] (Gemm with transB).
+    let (out, per_group) = (dims[0], dims[1]);
+    let kernel: usize = dims[2..].iter().product();
+    if means.len() != per_group * groups || !out.is_multiple_of(groups) {
+        return Err(mismatch(per_group * groups));
+    }
+    let outs_per_group = out / groups;
+    Ok((0..out)
+        .map(|o| {
+            let first = (o / outs_per_group) * per_group;
+            (0..per_group)
+                .map(|j| {
+                    let base = (o * per_group + j) * kernel;
+                    let d: f64 = (base..base + kernel).map(|i| delta(i, o)).sum();
+                    d * means[first + j]
+                })
+                .sum()
+        })
+        .collect())
+}
 
 /// Symmetric per-channel int8 quantization along `axis`: scale[c] =
 /// max|w_c| / [`WEIGHT_QMAX`] (1 for an all-zero channel), q = round(w / scale).
@@ -301,12 +392,12 @@ fn qdq_pair(t: &str) -> [Node; 2] {
     ]
 }
 
-/// Builds the QDQ model from the fp32 one, the plan and one range per
-/// planned activation.
+/// Builds the QDQ model from the fp32 one, the plan and what calibration
+/// saw of each planned activation.
 pub(super) fn rewrite(
     model: &Model,
     plan: &Plan,
-    ranges: &[(f32, f32)],
+    seen: &[Seen],
     method: Method,
     photos: usize,
 ) -> Result<Model, QuantizeError> {
@@ -319,8 +410,14 @@ pub(super) fn rewrite(
     let params: HashMap<&str, (f32, u8)> = plan
         .activations
         .iter()
-        .zip(ranges)
-        .map(|(t, &(lo, hi))| (t.as_str(), activation_params(lo, hi)))
+        .zip(seen)
+        .map(|(t, s)| (t.as_str(), activation_params(s.range.0, s.range.1)))
+        .collect();
+    let means: HashMap<&str, &[f64]> = plan
+        .activations
+        .iter()
+        .zip(seen)
+        .filter_map(|(t, s)| Some((t.as_str(), s.channel_means.as_deref()?)))
         .collect();
     let quantized: HashSet<&str> = plan.activations.iter().map(String::as_str).collect();
     let dropped: HashMap<usize, usize> = plan.folded.iter().copied().collect();
@@ -349,61 +446,81 @@ pub(super) fn rewrite(
                 *x = dq_name(x);
             }
         }
-        if let Some(op) = planned.get(&i) {
-            if *op != "Add" {
-                let x = g.nodes[i].inputs[0].as_str();
-                let s_x = params[x].0;
-                let axis = weight_axis(&n)?;
-                let w = inits[n.inputs[1].as_str()];
-                let (q, s_w) =
-                    quantize_weights(&w.f32_values().expect("checked float"), &w.dims, axis);
-                let channels = s_w.len() as i64;
+        if let Some(op) = planned.get(&i)
+            && *op != "Add"
+        {
+            let x = g.nodes[i].inputs[0].as_str();
+            let s_x = params[x].0;
+            let axis = weight_axis(&n)?;
+            let w = inits[n.inputs[1].as_str()];
+            let w_values = w.f32_values().expect("checked float");
+            let (q, s_w) = quantize_weights(&w_values, &w.dims, axis);
+            let channels = s_w.len() as i64;
+            let groups = if *op == "Conv" { group(&n) } else { 1 };
+            let shift = means
+                .get(x)
+                .map(|m| bias_shift(&w_values, &q, &s_w, &w.dims, axis, groups, m))
+                .transpose()?;
+            replaced.insert(
+                w.name.clone(),
+                vec![
+                    TensorData::from_i8(q_name(&w.name), w.dims.clone(), &q),
+                    TensorData::from_f32(scale_name(&w.name), vec![channels], &s_w),
+                    TensorData::from_i8(zp_name(&w.name), vec![channels], &vec![0; s_w.len()]),
+                ],
+            );
+            nodes.push(node(
+                "DequantizeLinear",
+                format!("{}_DequantizeLinear", w.name),
+                vec![q_name(&w.name), scale_name(&w.name), zp_name(&w.name)],
+                dq_name(&w.name),
+                Some(axis as i64),
+            ));
+            n.inputs[1] = dq_name(&w.name);
+            let bias = match n.inputs.get(2).filter(|b| !b.is_empty()).cloned() {
+                Some(b) => Some((inits[b.as_str()].f32_values().expect("checked float"), b)),
+                // A node without a bias gets one to carry the correction.
+                None if shift.is_some() => {
+                    let b = format!("{}_bias", w.name);
+                    n.inputs.resize(2, String::new());
+                    n.inputs.push(b.clone());
+                    Some((vec![0.0; s_w.len()], b))
+                }
+                None => None,
+            };
+            if let Some((mut bias, b)) = bias {
+                if let Some(shift) = &shift {
+                    for (v, d) in bias.iter_mut().zip(shift) {
+                        *v = (f64::from(*v) - d) as f32;
+                    }
+                }
+                let s_b: Vec<f32> = s_w.iter().map(|s| s * s_x).collect();
+                let q_b: Vec<i32> = bias
+                    .iter()
+                    .zip(&s_b)
+                    .map(|(v, s)| {
+                        (f64::from(*v) / f64::from(*s))
+                            .round_ties_even()
+                            .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                            as i32
+                    })
+                    .collect();
                 replaced.insert(
-                    w.name.clone(),
+                    b.clone(),
                     vec![
-                        TensorData::from_i8(q_name(&w.name), w.dims.clone(), &q),
-                        TensorData::from_f32(scale_name(&w.name), vec![channels], &s_w),
-                        TensorData::from_i8(zp_name(&w.name), vec![channels], &vec![0; s_w.len()]),
+                        TensorData::from_i32(q_name(&b), vec![channels], &q_b),
+                        TensorData::from_f32(scale_name(&b), vec![channels], &s_b),
+                        TensorData::from_i32(zp_name(&b), vec![channels], &vec![0; s_b.len()]),
                     ],
                 );
                 nodes.push(node(
                     "DequantizeLinear",
-                    format!("{}_DequantizeLinear", w.name),
-                    vec![q_name(&w.name), scale_name(&w.name), zp_name(&w.name)],
-                    dq_name(&w.name),
-                    Some(axis as i64),
+                    format!("{b}_DequantizeLinear"),
+                    vec![q_name(&b), scale_name(&b), zp_name(&b)],
+                    dq_name(&b),
+                    Some(0),
                 ));
-                n.inputs[1] = dq_name(&w.name);
-                if let Some(b) = n.inputs.get(2).filter(|b| !b.is_empty()).cloned() {
-                    let bias = inits[b.as_str()].f32_values().expect("checked float");
-                    let s_b: Vec<f32> = s_w.iter().map(|s| s * s_x).collect();
-                    let q_b: Vec<i32> = bias
-                        .iter()
-                        .zip(&s_b)
-                        .map(|(v, s)| {
-                            (f64::from(*v) / f64::from(*s))
-                                .round_ties_even()
-                                .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
-                                as i32
-                        })
-                        .collect();
-                    replaced.insert(
-                        b.clone(),
-                        vec![
-                            TensorData::from_i32(q_name(&b), vec![channels], &q_b),
-                            TensorData::from_f32(scale_name(&b), vec![channels], &s_b),
-                            TensorData::from_i32(zp_name(&b), vec![channels], &vec![0; s_b.len()]),
-                        ],
-                    );
-                    nodes.push(node(
-                        "DequantizeLinear",
-                        format!("{b}_DequantizeLinear"),
-                        vec![q_name(&b), scale_name(&b), zp_name(&b)],
-                        dq_name(&b),
-                        Some(0),
-                    ));
-                    n.inputs[2] = dq_name(&b);
-                }
+                n.inputs[2] = dq_name(&b);
             }
         }
         if let Some(out) = renamed.get(&i) {
@@ -433,6 +550,10 @@ pub(super) fn rewrite(
             None => {} // e.g. ReLU6 bounds once every Clip is folded
         }
     }
+    // Biases added to carry a correction, in name order (deterministic).
+    let mut added: Vec<(String, Vec<TensorData>)> = replaced.into_iter().collect();
+    added.sort_by(|a, b| a.0.cmp(&b.0));
+    initializers.extend(added.into_iter().flat_map(|(_, t)| t));
     for t in &plan.activations {
         let (s, zp) = params[t.as_str()];
         initializers.push(TensorData::from_f32(scale_name(t), vec![], &[s]));
@@ -474,11 +595,96 @@ mod tests {
     fn per_channel_weights_are_symmetric() {
         // Two output channels of 2 weights each (axis 0), then axis 1 of a 2x2.
         let (q, s) = quantize_weights(&[1.0, -0.5, 0.0, 0.0], &[2, 2], 0);
-        assert_eq!(s, [1.0 / 64.0, 1.0]);
-        assert_eq!(q, [64, -32, 0, 0]);
+        assert_eq!(s, [1.0 / 127.0, 1.0]);
+        assert_eq!(q, [127, -64, 0, 0]); // -63.5 rounds to even
         let (q, s) = quantize_weights(&[1.0, 2.0, -1.0, 3.0], &[2, 2], 1);
-        assert_eq!(s, [1.0 / 64.0, 3.0 / 64.0]);
-        assert_eq!(q, [64, 43, -64, 64]); // 2 / (3/64) = 42.67
+        assert_eq!(s, [1.0 / 127.0, 3.0 / 127.0]);
+        assert_eq!(q, [127, 85, -127, 127]); // 2 / (3/127) = 84.67
+    }
+
+    /// For an input equal to its channel means everywhere, a layer with
+    /// quantized weights and the corrected bias gives exactly the float
+    /// layer's output: what bias correction promises, on average.
+    #[test]
+    fn bias_correction_restores_the_mean_output() {
+        let dot = |w: &[f64], x: &[f64]| w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+        /// (weight, dims, axis, groups, input channel means)
+        type Case = (Vec<f32>, Vec<i64>, usize, usize, Vec<f64>);
+        let cases: [Case; 3] = [
+            // Conv [2, 3, 1, 2], one group.
+            (
+                vec![
+                    0.11, -0.52, 0.3, 0.07, 0.9, -0.33, 0.2, 0.21, -0.8, 0.013, 0.5, 0.61,
+                ],
+                vec![2, 3, 1, 2],
+                0,
+                1,
+                vec![1.5, -0.25, 3.0],
+            ),
+            // Depthwise [2, 1, 3, 1]: each output reads its own channel.
+            (
+                vec![0.3, -0.71, 0.05, 1.3, 0.02, -0.4],
+                vec![2, 1, 3, 1],
+                0,
+                2,
+                vec![2.0, -1.0],
+            ),
+            // Gemm without transB [K=3, N=2].
+            (
+                vec![0.3, -0.7, 0.123, 0.9, -0.05, 0.44],
+                vec![3, 2],
+                1,
+                1,
+                vec![0.5, 1.0, -2.0],
+            ),
+        ];
+        for (w, dims, axis, groups, means) in cases {
+            let (q, s) = quantize_weights(&w, &dims, axis);
+            let shift = bias_shift(&w, &q, &s, &dims, axis, groups, &means).unwrap();
+            let outs = dims[axis] as usize;
+            for o in 0..outs {
+                // The weights and input values output o reads.
+                let (wf, wq, x): (Vec<f64>, Vec<f64>, Vec<f64>) = if axis == 1 {
+                    let n = dims[1] as usize;
+                    (0..dims[0] as usize)
+                        .map(|k| {
+                            let i = k * n + o;
+                            (f64::from(w[i]), f64::from(q[i]) * f64::from(s[o]), means[k])
+                        })
+                        .fold((vec![], vec![], vec![]), |mut acc, (a, b, c)| {
+                            acc.0.push(a);
+                            acc.1.push(b);
+                            acc.2.push(c);
+                            acc
+                        })
+                } else {
+                    let per = dims[1] as usize;
+                    let kernel: usize = dims[2..].iter().map(|&d| d as usize).product();
+                    let first = (o / (outs / groups)) * per;
+                    (0..per * kernel)
+                        .map(|j| {
+                            let i = o * per * kernel + j;
+                            let c = first + j / kernel;
+                            (f64::from(w[i]), f64::from(q[i]) * f64::from(s[o]), means[c])
+                        })
+                        .fold((vec![], vec![], vec![]), |mut acc, (a, b, c)| {
+                            acc.0.push(a);
+                            acc.1.push(b);
+                            acc.2.push(c);
+                            acc
+                        })
+                };
+                let float = dot(&wf, &x);
+                let corrected = dot(&wq, &x) - shift[o];
+                assert!(
+                    (float - corrected).abs() < 1e-12,
+                    "{dims:?} output {o}: {float} vs {corrected}"
+                );
+                assert!(shift[o] != 0.0, "rounding moved nothing? {dims:?} {o}");
+            }
+        }
+        let (q, s) = quantize_weights(&[1.0, 2.0], &[1, 2, 1, 1], 0);
+        assert!(bias_shift(&[1.0, 2.0], &q, &s, &[1, 2, 1, 1], 0, 1, &[1.0]).is_err());
     }
 
     /// x → Conv → Clip(0, 6) → Conv → Add(with first Clip) → GAP → Gemm.
@@ -562,14 +768,20 @@ mod tests {
     fn rewrite_wires_every_consumer_through_dequantize() {
         let m = tiny();
         let p = plan(&m).unwrap();
-        let ranges = vec![
+        let seen: Vec<Seen> = [
             (-1.0, 1.0),
             (0.0, 6.0),
             (-2.0, 2.0),
             (-3.0, 5.0),
             (0.0, 4.0),
-        ];
-        let q = rewrite(&m, &p, &ranges, Method::MinMax, 3).unwrap();
+        ]
+        .into_iter()
+        .map(|range| Seen {
+            range,
+            channel_means: None,
+        })
+        .collect();
+        let q = rewrite(&m, &p, &seen, Method::MinMax, 3).unwrap();
         let ops: Vec<&str> = q.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
         assert!(!ops.contains(&"Clip"), "{ops:?}");
         assert_eq!(ops.iter().filter(|o| **o == "QuantizeLinear").count(), 5);
@@ -613,8 +825,54 @@ mod tests {
         }
         // Deterministic.
         use crate::onnx::Message;
-        let again = rewrite(&m, &p, &ranges, Method::MinMax, 3).unwrap();
+        let again = rewrite(&m, &p, &seen, Method::MinMax, 3).unwrap();
         assert_eq!(q.to_bytes(), again.to_bytes());
+    }
+
+    #[test]
+    fn calibration_measures_conv_and_gemm_inputs_and_corrects_their_biases() {
+        let m = tiny();
+        let p = plan(&m).unwrap();
+        // x (3 channels) feeds c1, r1 (2) feeds c2, flat (2) feeds the Gemm.
+        assert_eq!(p.channels(), [Some(3), Some(2), None, None, Some(2)]);
+        let means = [
+            Some(vec![0.5, -0.2, 0.9]),
+            Some(vec![1.0, 2.0]),
+            None,
+            None,
+            Some(vec![0.3, 0.7]),
+        ];
+        let seen: Vec<Seen> = means
+            .into_iter()
+            .map(|channel_means| Seen {
+                range: (-1.0, 6.0),
+                channel_means,
+            })
+            .collect();
+        let q = rewrite(&m, &p, &seen, Method::MinMax, 3).unwrap();
+        let init = |name: &str| {
+            let t = q
+                .graph
+                .initializers
+                .iter()
+                .find(|t| t.name == name)
+                .unwrap();
+            t.clone()
+        };
+        // b1 = [0.5, -0.5], corrected by c1's rounding shift.
+        let w1 = [0.1f32, 0.2, 0.3, -1.0, 0.5, 0.25];
+        let (wq, s) = quantize_weights(&w1, &[2, 3, 1, 1], 0);
+        let shift = bias_shift(&w1, &wq, &s, &[2, 3, 1, 1], 0, 1, &[0.5, -0.2, 0.9]).unwrap();
+        let b_scale = init("b1_scale").f32_values().unwrap();
+        let b_q = init("b1_quantized");
+        assert_eq!(b_q.dims, [2]);
+        let expected: Vec<i32> = [0.5f64, -0.5]
+            .iter()
+            .zip(&shift)
+            .zip(&b_scale)
+            .map(|((b, d), sc)| ((b - d) / f64::from(*sc)).round_ties_even() as i32)
+            .collect();
+        assert_eq!(b_q.i32_values().unwrap(), expected);
     }
 
     #[test]

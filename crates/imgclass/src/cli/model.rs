@@ -49,7 +49,7 @@ pub struct QuantizeArgs {
     /// Name of the int8 model to create in the model home (default: SOURCE-int8).
     #[arg(long)]
     pub name: Option<String>,
-    /// How activation ranges are chosen: minmax, percentile or entropy.
+    /// How activation ranges are chosen: minmax or percentile.
     #[arg(long, default_value_t = imgclass_model::Method::default())]
     pub method: imgclass_model::Method,
     /// Replace the target model if it exists.
