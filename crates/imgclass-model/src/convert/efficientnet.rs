@@ -72,6 +72,9 @@ impl BlockSpec {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LiteVariant {
     pub name: &'static str,
+    /// As written in the ONNX file's description (Lite0's is unchanged
+    /// since the first converter, so existing conversions stay identical).
+    pub title: &'static str,
     pub width: f64,
     pub depth: f64,
     pub image_size: usize,
@@ -79,18 +82,21 @@ pub struct LiteVariant {
 
 pub const LITE0: LiteVariant = LiteVariant {
     name: "efficientnet-lite0",
+    title: "EfficientNet-Lite0",
     width: 1.0,
     depth: 1.0,
     image_size: 224,
 };
 pub const LITE1: LiteVariant = LiteVariant {
     name: "efficientnet-lite1",
+    title: "EfficientNet-Lite1",
     width: 1.0,
     depth: 1.1,
     image_size: 240,
 };
 pub const LITE2: LiteVariant = LiteVariant {
     name: "efficientnet-lite2",
+    title: "EfficientNet-Lite2",
     width: 1.1,
     depth: 1.2,
     image_size: 260,
@@ -382,7 +388,7 @@ pub fn build(tensors: &BTreeMap<String, Tensor>, v: &LiteVariant) -> Result<Buil
         "{} (ImageNet, {NUM_CLASSES} classes) converted from the PyTorch \
          checkpoint. BatchNorm folded into the convolutions (eps {BN_EPS}), TF SAME padding. \
          Input NCHW float32 RGB {image_size}x{image_size}, normalised as (x - 127) / 128.",
-        v.name
+        v.title
     );
     graph.inputs.push(ValueInfo {
         name: INPUT_NAME.into(),
