@@ -5,10 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/imgclass/target}"
-cargo build --release -q -p imgclass
+cargo build --release -q --workspace --bins --examples
 bin="$CARGO_TARGET_DIR/release/imgclass"
-photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v1"
-[ -d "$photos" ] || cargo test --release -q -p imgclass-engines --test real_model real_photos >/dev/null
+photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v2"
+[ -d "$photos" ] || cargo test --release -q --workspace --test real_model real_photos >/dev/null
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 # 18 photos x 3 copies = 54 images (PNG/JPEG as shipped, 82 KB–790 KB).
 for i in 1 2 3; do for f in "$photos"/*; do cp "$f" "$dir/$i-$(basename "$f")"; done; done

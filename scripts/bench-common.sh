@@ -17,7 +17,7 @@ bin="${IMGCLASS_BIN:-$CARGO_TARGET_DIR/release/imgclass}"
 # oha, pinned, built once into the cache (a few minutes the first time).
 oha="${OHA:-$HOME/.cache/imgclass/oha/bin/oha}"
 [ -x "$oha" ] || cargo install oha --version 1.16.0 --locked --root "$HOME/.cache/imgclass/oha"
-[ -x "$bin" ] || cargo build --release -q -p imgclass
+[ -x "$bin" ] || cargo build --release -q --workspace --bins --examples
 "$bin" model fetch >/dev/null
 
 work=$(mktemp -d)
@@ -43,8 +43,8 @@ py="$PEER_VENV/bin/python"
 # that oha sends byte for byte to every server:
 #   small:    500x375 JPEG        big-jpeg: 4032x3024 JPEG
 #   big-bmp:  1920x1440 BMP
-photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v1"
-[ -d "$photos" ] || cargo test --release -q -p imgclass-engines --test real_model real_photos >/dev/null
+photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v2"
+[ -d "$photos" ] || cargo test --release -q --workspace --test real_model real_photos >/dev/null
 mkdir -p "$work"/{small,big-jpeg,big-bmp}
 "$py" - "$photos/chelsea.png" "$work" <<'PY'
 import sys
@@ -68,19 +68,22 @@ PY
 done
 
 # `load URL BODY C [QUERY]` prints "req/s p50_ms failed" of one oha run
-# of POST URL/classify[QUERY] (after a short warm-up run): failed counts
-# non-2xx answers and client errors, not the requests oha itself cut off
-# when the duration ends ("aborted due to deadline").
+# of POST URL/classify[QUERY] (after a short warm-up run): failed = non-2xx
+# answers + client-side errors. `-w` lets the requests in flight at the end
+# of the run finish; without it oha aborts them and reports them as errors
+# ("aborted due to deadline").
 load() {
   local args=(-m POST -D "$2" -T "multipart/form-data; boundary=imgclassbench" --no-tui -c "$3")
   "$oha" "${args[@]}" -n 40 "$1/classify${4:-}" >/dev/null
-  "$oha" "${args[@]}" -z "$DURATION" --output-format json "$1/classify${4:-}" | "$py" -c '
+  "$oha" "${args[@]}" -z "$DURATION" -w --output-format json "$1/classify${4:-}" | "$py" -c '
 import json, sys
 s = json.load(sys.stdin)
 codes = s.get("statusCodeDistribution", {})
 bad = sum(n for c, n in codes.items() if not c.startswith("2"))
-errors = sum(n for e, n in s.get("errorDistribution", {}).items() if "deadline" not in e)
-print(s["summary"]["requestsPerSec"], 1000 * s["latencyPercentiles"]["p50"], bad + errors)'
+errors = s.get("errorDistribution", {})
+if bad or errors:
+    print("failed:", codes, errors, file=sys.stderr)
+print(s["summary"]["requestsPerSec"], 1000 * s["latencyPercentiles"]["p50"], bad + sum(errors.values()))'
 }
 
 # `wait_ready URL` waits up to 20 s for URL to answer 2xx.

@@ -122,11 +122,12 @@ print(f"| c=1, 500x375 JPEG, p50 ms | {p:.2f} | {m:.2f} | {m / p:.2f}x |")
 e, m = st.median(x[0] for x in r["engine"]), med("imgclass,c16", 0)
 print(f"| c=16 end-to-end / engine-only (Python ORT, best layout) | | {m:.1f} / {e:.1f} | {m / e:.2f} |")
 print()
-print("imgclass server-side stage means per image, ms (from /metrics; preprocess = hash + decode + resize + normalise;")
-print("inference is per engine call; request = the whole handler incl. multipart and the response):")
+print("imgclass server-side stage means per image, ms (from /metrics; preprocess = hash + decode + resize + normalise,")
+print("split below; inference is per engine call; request = the whole handler; rest = request - preprocess - queue")
+print("- inference: multipart, storage, response and the hand-offs between them):")
 names = ["request", "preprocess", "queue", "inference"]
-print("| load | " + " | ".join(names) + " |")
-print("|---|" + "---|" * len(names))
+print("| load | " + " | ".join(names) + " | rest |")
+print("|---|" + "---|" * (len(names) + 1))
 for key, what in [("c16", "c=16 500x375 JPEG"), ("c1", "c=1 500x375 JPEG"), ("jpeg12", "c=4 12 MP JPEG"), ("bmp3", "c=4 3 MP BMP")]:
     cells = []
     for i in range(len(names)):
@@ -135,8 +136,9 @@ for key, what in [("c16", "c=16 500x375 JPEG"), ("c1", "c=1 500x375 JPEG"), ("jp
             half = len(x) // 2
             ds, dc = x[half + 2 * i] - x[2 * i], x[half + 2 * i + 1] - x[2 * i + 1]
             means.append(1000 * ds / dc if dc else float("nan"))
-        cells.append(f"{st.median(means):.2f}")
-    print(f"| {what} | " + " | ".join(cells) + " |")
+        cells.append(st.median(means))
+    cells.append(cells[0] - sum(cells[1:]))
+    print(f"| {what} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
 print(f"imgclass peak RSS (VmHWM) over the loads: {st.median(x[0] for x in r['imgclass,rss']):.0f} MiB")
 EOF
 

@@ -51,12 +51,12 @@ if [ -n "${IMGCLASS_BIN:-}" ]; then
   bin=$IMGCLASS_BIN
 else
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/imgclass/target}"
-  cargo build --release -q -p imgclass
+  cargo build --release -q --workspace --bins --examples
   bin="$CARGO_TARGET_DIR/release/imgclass"
 fi
 export IMGCLASS_HOME="${IMGCLASS_HOME:-$HOME/.cache/imgclass}"
-photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v1"
-[ -d "$photos" ] || cargo test --release -q -p imgclass-engines --test real_model real_photos >/dev/null
+photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v2"
+[ -d "$photos" ] || cargo test --release -q --workspace --test real_model real_photos >/dev/null
 if [ "$gateway" = 1 ]; then
   nginx=${IMGCLASS_NGINX:-$(PATH=$PATH:/usr/sbin:/sbin command -v nginx || true)}
   [ -n "$nginx" ] || { echo "--gateway needs nginx (scripts/install-deps.sh installs it)" >&2; exit 2; }

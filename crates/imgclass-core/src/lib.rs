@@ -14,7 +14,7 @@ pub use engine::{Engine, EngineError};
 pub use labels::Labels;
 pub use postprocess::{Prediction, softmax, top_k};
 pub use preprocess::{
-    DecodeLimits, Decoded, ImageError, ImageFormat, ImageInfo, Preprocessed, Preprocessor,
+    DecodeLimits, Decoded, ImageError, ImageFormat, ImageInfo, Preprocessed, Preprocessor, Source,
     StageTimings,
 };
 pub use repository::{LoadedModel, ModelRepository, ORT_VERSION, RepositoryError};

@@ -278,3 +278,112 @@ fn cmyk_jpeg_and_big_bmp_classify_like_the_photo() {
         );
     }
 }
+
+/// Every uncompressed 24- and 32-bit BMP layout the in-place path takes.
+const BMP_LAYOUTS: [derived::BmpLayout; 6] = {
+    use derived::BmpLayout as L;
+    [
+        L {
+            bits: 24,
+            top_down: false,
+            bitfields: false,
+            v4: false,
+        },
+        L {
+            bits: 24,
+            top_down: true,
+            bitfields: false,
+            v4: false,
+        },
+        L {
+            bits: 32,
+            top_down: false,
+            bitfields: false,
+            v4: false,
+        },
+        L {
+            bits: 32,
+            top_down: true,
+            bitfields: true,
+            v4: false,
+        },
+        L {
+            bits: 32,
+            top_down: false,
+            bitfields: true,
+            v4: true,
+        },
+        L {
+            bits: 32,
+            top_down: true,
+            bitfields: false,
+            v4: true,
+        },
+    ]
+};
+
+/// Uncompressed BMPs are resized from the upload's own rows, never decoded
+/// whole: on every real photo, as it is and enlarged to an odd 1921×1440
+/// (padded rows), in every layout, the model input equals full decoding +
+/// the same resize and the top-1 probability stays within 0.05 of it.
+#[test]
+fn bmp_resized_in_place_matches_full_decoding() {
+    let engine = engine();
+    let pre = preprocessor();
+    let (mut max_input, mut max_p) = (0f32, 0f32);
+    for (_, _, name, _, _) in kit::PHOTOS {
+        let photo = derived::decoded(name);
+        for img in [photo.clone(), derived::resized(&photo, 1921, 1440)] {
+            for layout in BMP_LAYOUTS {
+                let what = format!("{name} {:?} {layout:?}", img.dimensions());
+                let bmp = derived::bmp_with(&img, layout);
+                let source = pre.source_for_model(&bmp).expect("BMP header");
+                assert!(source.is_in_place(), "{what}: decoded, not in place");
+                assert_eq!((source.width(), source.height()), img.dimensions());
+                let (_, full_rgb) = pre.decode(&bmp).expect("full decode");
+                assert!(full_rgb == img, "{what}: the decoder reads other pixels");
+                let full = pre.rgb_to_tensor(&full_rgb);
+                let in_place = pre.preprocess(&bmp).expect("in-place path").tensor;
+                let input_delta = full
+                    .iter()
+                    .zip(&in_place)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                let c = compare(engine.as_ref(), &full, &in_place);
+                assert!(c.delta() <= 0.05, "{what}: |Δp| = {}", c.delta());
+                max_input = max_input.max(input_delta);
+                max_p = max_p.max(c.delta());
+            }
+        }
+    }
+    eprintln!(
+        "BMP in place vs full decoding: max |Δ input| {max_input}, max |Δp(top-1)| {max_p:.5}"
+    );
+    // The same pixels through the same convolution: at most one step of
+    // rounding in the 8-bit resize output.
+    assert!(max_input <= 0.02, "model inputs differ by {max_input}");
+}
+
+/// Other BMPs (8-bit palette here) are decoded whole and still classify;
+/// a BMP whose rows are cut short is refused with a typed error.
+#[test]
+fn other_and_truncated_bmps_take_the_decoder() {
+    let pre = preprocessor();
+    let photo = derived::decoded("coffee.png");
+    let grey = image::DynamicImage::ImageRgb8(photo.clone()).into_luma8();
+    let mut palette = std::io::Cursor::new(Vec::new());
+    grey.write_to(&mut palette, image::ImageFormat::Bmp)
+        .expect("encode 8-bit BMP");
+    let palette = palette.into_inner();
+    let source = pre.source_for_model(&palette).expect("palette BMP header");
+    assert!(!source.is_in_place());
+    assert_eq!(pre.preprocess(&palette).expect("palette BMP").width, 600);
+    for layout in BMP_LAYOUTS {
+        let mut cut = derived::bmp_with(&photo, layout);
+        cut.truncate(cut.len() - 1000);
+        match pre.preprocess(&cut) {
+            Err(imgclass_core::ImageError::Corrupt { .. }) => {}
+            other => panic!("{layout:?} cut short: {other:?}"),
+        }
+    }
+}

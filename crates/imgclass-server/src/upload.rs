@@ -6,9 +6,10 @@
 //! answer, including 503 and 404, reaches the client instead of a reset
 //! connection.
 
+use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{StatusCode, header};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::ApiError;
 use crate::storage::sanitize_filename;
@@ -52,8 +53,7 @@ pub async fn read_upload(req: Request, limit: usize) -> Result<Upload, ApiError>
                 Ok(Some(field)) => {
                     let is_image = field.name() == Some(FIELD) && found.is_none();
                     let filename = field.file_name().and_then(sanitize_filename);
-                    let data = field
-                        .bytes()
+                    let data = field_bytes(field)
                         .await
                         .map_err(|e| too_large(e.status(), e.body_text()))?;
                     if is_image {
@@ -98,4 +98,25 @@ pub async fn read_upload(req: Request, limit: usize) -> Result<Upload, ApiError>
         "unsupported content type {content_type:?}: send multipart/form-data with an `{FIELD}` field, \
          or the image itself with an image/* content type"
     )))
+}
+
+/// A field's data in one buffer, copied once. (`Field::bytes` grows its
+/// buffer from empty by doubling: an 8 MB upload is copied about twice more
+/// and briefly needs twice the memory; a field that arrives in one chunk is
+/// not copied at all here.)
+async fn field_bytes(mut field: Field<'_>) -> Result<Bytes, MultipartError> {
+    let mut chunks = Vec::new();
+    let mut len = 0;
+    while let Some(chunk) = field.chunk().await? {
+        len += chunk.len();
+        chunks.push(chunk);
+    }
+    if chunks.len() <= 1 {
+        return Ok(chunks.pop().unwrap_or_default());
+    }
+    let mut data = BytesMut::with_capacity(len);
+    for chunk in &chunks {
+        data.extend_from_slice(chunk);
+    }
+    Ok(data.freeze())
 }

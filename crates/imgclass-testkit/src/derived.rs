@@ -1,6 +1,7 @@
 //! Images derived at test time from the real photos and never stored: JPEG
 //! at a chosen quality (baseline, progressive, Adobe CMYK), resized copies
-//! (a 12 MP phone-size JPEG), EXIF-rotated JPEG, BMP.
+//! (a 12 MP phone-size JPEG), EXIF-rotated JPEG, BMP in every uncompressed
+//! 24- and 32-bit layout.
 
 use std::io::Cursor;
 
@@ -134,6 +135,86 @@ pub fn bmp(rgb: &RgbImage) -> Vec<u8> {
     rgb.write_to(&mut out, image::ImageFormat::Bmp)
         .expect("encode BMP");
     out.into_inner()
+}
+
+/// How [`bmp_with`] lays out a BMP.
+#[derive(Clone, Copy, Debug)]
+pub struct BmpLayout {
+    /// 24 (B, G, R) or 32 (B, G, R and a fourth byte).
+    pub bits: u16,
+    /// Rows stored top row first (negative height) instead of bottom-up.
+    pub top_down: bool,
+    /// BI_BITFIELDS with the R8G8B8 masks instead of BI_RGB (32-bit only).
+    pub bitfields: bool,
+    /// A BITMAPV4HEADER (with an alpha mask when `bitfields`) instead of
+    /// BITMAPINFOHEADER.
+    pub v4: bool,
+}
+
+/// `rgb` as an uncompressed BMP laid out as `layout` says. The fourth
+/// byte of 32-bit pixels varies from pixel to pixel (as alpha or padding,
+/// the decoder must ignore it for an RGB result). Written by hand because
+/// `image` writes one layout only.
+pub fn bmp_with(rgb: &RgbImage, layout: BmpLayout) -> Vec<u8> {
+    let (w, h) = rgb.dimensions();
+    let bpp = usize::from(layout.bits / 8);
+    assert!(matches!(bpp, 3 | 4), "24 or 32 bits");
+    assert!(!layout.bitfields || bpp == 4, "bitfields are 32-bit here");
+    let stride = (w as usize * bpp).div_ceil(4) * 4;
+    let info_len: u32 = if layout.v4 { 108 } else { 40 };
+    // BITMAPINFOHEADER with BI_BITFIELDS: the three masks follow it.
+    let masks_after = if layout.bitfields && !layout.v4 {
+        12
+    } else {
+        0
+    };
+    let offset = 14 + info_len + masks_after;
+    let data_len = stride * h as usize;
+    let mut b = b"BM".to_vec();
+    b.extend((offset + data_len as u32).to_le_bytes());
+    b.extend([0; 4]);
+    b.extend(offset.to_le_bytes());
+    b.extend(info_len.to_le_bytes());
+    b.extend((w as i32).to_le_bytes());
+    b.extend(
+        if layout.top_down {
+            -(h as i32)
+        } else {
+            h as i32
+        }
+        .to_le_bytes(),
+    );
+    b.extend(1u16.to_le_bytes());
+    b.extend(layout.bits.to_le_bytes());
+    b.extend(u32::from(layout.bitfields).wrapping_mul(3).to_le_bytes());
+    b.extend((data_len as u32).to_le_bytes());
+    b.extend([0; 16]); // resolution, palette counts
+    if layout.bitfields || layout.v4 {
+        b.extend(0x00FF_0000u32.to_le_bytes());
+        b.extend(0x0000_FF00u32.to_le_bytes());
+        b.extend(0x0000_00FFu32.to_le_bytes());
+    }
+    if layout.v4 {
+        let alpha: u32 = if layout.bitfields { 0xFF00_0000 } else { 0 };
+        b.extend(alpha.to_le_bytes());
+        b.extend(0x7352_4742u32.to_le_bytes()); // LCS_sRGB
+        b.extend([0; 48]); // endpoints and gamma
+    }
+    assert_eq!(b.len(), offset as usize);
+    let mut row = vec![0u8; stride];
+    for y in 0..h {
+        let y = if layout.top_down { y } else { h - 1 - y };
+        for x in 0..w {
+            let [r, g, bl] = rgb.get_pixel(x, y).0;
+            let px = &mut row[x as usize * bpp..][..bpp];
+            px[..3].copy_from_slice(&[bl, g, r]);
+            if bpp == 4 {
+                px[3] = (x ^ y) as u8;
+            }
+        }
+        b.extend_from_slice(&row);
+    }
+    b
 }
 
 /// A phone-camera-size JPEG: `name` enlarged to 4032×3024 (12.2 MP), at

@@ -3,6 +3,7 @@
 mod classify;
 mod loader;
 mod logging;
+mod memory;
 mod model_cmd;
 
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    memory::bound_heap_growth();
     let loader = Arc::new(loader::HomeLoader::new(global.home(), &args.engine));
     imgclass_server::run(args.options(), &args.host, args.port, loader)?;
     Ok(ExitCode::SUCCESS)

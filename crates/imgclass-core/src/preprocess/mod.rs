@@ -8,9 +8,12 @@
 //!
 //! One job per module: `format` sniffs, `probe` reads headers under the
 //! `limits`, `geometry` places the crop and picks the JPEG scale, `jpeg`
-//! and `decode` produce RGB8, `orient` turns it upright, `resize` and
-//! `normalise` make the model input. This module only strings them together.
+//! and `decode` produce RGB8, `bmp` addresses the rows of uncompressed BMPs
+//! in place (resized straight from the body, never decoded whole), `orient`
+//! turns it upright, `resize` and `normalise` make the model input. This
+//! module only strings them together.
 
+mod bmp;
 mod decode;
 mod error;
 mod format;
@@ -83,6 +86,57 @@ pub struct Decoded {
     pub scale_denominator: u32,
 }
 
+/// An image ready for the model's crop and resize
+/// ([`Preprocessor::source_for_model`]).
+#[derive(Debug)]
+pub struct Source<'a>(SourceKind<'a>);
+
+#[derive(Debug)]
+enum SourceKind<'a> {
+    Decoded(Decoded),
+    /// Rows of an uncompressed BMP, borrowed from the upload.
+    Bmp(bmp::BgrRows<'a>),
+}
+
+impl Source<'_> {
+    pub fn format(&self) -> ImageFormat {
+        match &self.0 {
+            SourceKind::Decoded(d) => d.format,
+            SourceKind::Bmp(_) => ImageFormat::Bmp,
+        }
+    }
+
+    /// Full-resolution width after EXIF orientation.
+    pub fn width(&self) -> u32 {
+        match &self.0 {
+            SourceKind::Decoded(d) => d.width,
+            SourceKind::Bmp(rows) => rows.width,
+        }
+    }
+
+    /// Full-resolution height after EXIF orientation.
+    pub fn height(&self) -> u32 {
+        match &self.0 {
+            SourceKind::Decoded(d) => d.height,
+            SourceKind::Bmp(rows) => rows.height,
+        }
+    }
+
+    /// See [`ImageInfo::scale_denominator`].
+    pub fn scale_denominator(&self) -> u32 {
+        match &self.0 {
+            SourceKind::Decoded(d) => d.scale_denominator,
+            SourceKind::Bmp(_) => 1,
+        }
+    }
+
+    /// The pixels were never decoded: the resizer reads the model's crop
+    /// from the upload's own rows (uncompressed 24- and 32-bit BMP).
+    pub fn is_in_place(&self) -> bool {
+        matches!(self.0, SourceKind::Bmp(_))
+    }
+}
+
 /// Turns encoded images into model inputs for one model's input spec.
 /// Cheap to clone; safe to share between threads.
 #[derive(Clone, Debug)]
@@ -138,6 +192,15 @@ impl Preprocessor {
         denominator: impl FnOnce(u32, u32) -> u32,
     ) -> Result<Decoded, ImageError> {
         let header = probe::read(bytes, &self.limits)?;
+        self.decode_with_header(bytes, header, denominator)
+    }
+
+    fn decode_with_header(
+        &self,
+        bytes: &[u8],
+        header: probe::Header,
+        denominator: impl FnOnce(u32, u32) -> u32,
+    ) -> Result<Decoded, ImageError> {
         let (stored, orientation, d) = match header.format {
             ImageFormat::Jpeg => {
                 let o = header.orientation.unwrap_or(Orientation::NoTransforms);
@@ -209,24 +272,59 @@ impl Preprocessor {
     pub fn preprocess_into(&self, bytes: &[u8], out: &mut [f32]) -> Result<ImageInfo, ImageError> {
         assert_eq!(out.len(), self.image_len(), "output must hold one image");
         let t0 = Instant::now();
-        let decoded = self.decode_for_model(bytes)?;
+        let source = self.source_for_model(bytes)?;
         let t1 = Instant::now();
         let mut rgb = vec![0u8; self.image_len()];
-        self.resize_into(&decoded, &mut rgb);
+        self.resize_source_into(&source, &mut rgb);
         let t2 = Instant::now();
         self.normalise_into(&rgb, out);
         let t3 = Instant::now();
         Ok(ImageInfo {
-            format: decoded.format,
-            width: decoded.width,
-            height: decoded.height,
-            scale_denominator: decoded.scale_denominator,
+            format: source.format(),
+            width: source.width(),
+            height: source.height(),
+            scale_denominator: source.scale_denominator(),
             timings: StageTimings {
                 decode: t1 - t0,
                 resize: t2 - t1,
                 normalise: t3 - t2,
             },
         })
+    }
+
+    /// What the model path resizes from, after [`Self::probe`]'s checks:
+    /// an uncompressed 24- or 32-bit BMP as rows of `bytes` itself (no
+    /// decoding: the resizer reads only the crop), anything else as
+    /// [`Self::decode_for_model`] decodes it.
+    pub fn source_for_model<'a>(&self, bytes: &'a [u8]) -> Result<Source<'a>, ImageError> {
+        let header = probe::read(bytes, &self.limits)?;
+        if header.format == ImageFormat::Bmp
+            && let Some(rows) = bmp::bgr_rows(bytes)?
+        {
+            return Ok(Source(SourceKind::Bmp(rows)));
+        }
+        let decoded = self.decode_with_header(bytes, header, |w, h| {
+            jpeg_scale_denominator(w, h, &self.input)
+        })?;
+        Ok(Source(SourceKind::Decoded(decoded)))
+    }
+
+    /// [`Self::resize_into`] for a [`Source`].
+    ///
+    /// # Panics
+    /// When `out` is not `3 · input.width · input.height` bytes.
+    pub fn resize_source_into(&self, source: &Source<'_>, out: &mut [u8]) {
+        match &source.0 {
+            SourceKind::Decoded(decoded) => self.resize_into(decoded, out),
+            // BMP has no orientation metadata: the stored rows are upright.
+            SourceKind::Bmp(rows) => resize::crop_resize_bgr_into(
+                rows,
+                geometry::model_crop(rows.width, rows.height, &self.input),
+                self.input.resize_filter,
+                (self.input.width, self.input.height),
+                out,
+            ),
+        }
     }
 
     /// The whole pipeline: bytes to a model input.
