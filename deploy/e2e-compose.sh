@@ -17,7 +17,7 @@
 # Needs: docker.io (dockerd is started if it is not running, and stopped
 # again), docker-compose (v1) or the compose v2 plugin, debootstrap, curl,
 # python3, cargo. The test photos come from the test suite's cache
-# (${IMGCLASS_TEST_CACHE:-~/.cache/imgclass-test}/photos-v1; any
+# (${IMGCLASS_TEST_CACHE:-~/.cache/imgclass-test}/photos-v2; any
 # `cargo test` that uses imgclass-testkit fills it).
 #
 # A dockerd started here is stopped at the end, and the host networking it
@@ -186,7 +186,7 @@ web_user="$("$docker" inspect -f '{{.Config.User}}' "$("${compose[@]}" ps -q web
 echo "  ready; ml containers: ${#ml_ids[@]}; all unprivileged"
 
 # ---- checks -----------------------------------------------------------------
-photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v1"
+photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v2"
 [ -f "$photos/coffee.png" ] || fail "no test photos in $photos (run the test suite once)"
 # photo = accepted top-1 labels
 declare -A expect=(

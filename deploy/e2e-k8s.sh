@@ -307,7 +307,7 @@ fi
 install_packages
 build_kubernetes
 for tool in cargo python3 curl kubectl; do command -v "$tool" >/dev/null || fail "$tool is required"; done
-photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v1"
+photos="${IMGCLASS_TEST_CACHE:-$HOME/.cache/imgclass-test}/photos-v2"
 [ -f "$photos/coffee.png" ] || fail "no test photos in $photos (run the test suite once)"
 for port in 12379 12380 16443 10248 10249 10256 10257 10259 "$node_port"; do
   ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || fail "port 127.0.0.1:$port is in use"
