@@ -24,6 +24,7 @@ mod normalise;
 mod orient;
 mod probe;
 mod resize;
+mod tiff_ifd;
 
 use std::time::{Duration, Instant};
 

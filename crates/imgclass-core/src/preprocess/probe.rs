@@ -11,6 +11,7 @@ use super::error::ImageError;
 use super::format::ImageFormat;
 use super::jpeg;
 use super::limits::DecodeLimits;
+use super::tiff_ifd;
 
 /// What the header says.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +42,9 @@ pub(crate) fn read(bytes: &[u8], limits: &DecodeLimits) -> Result<Header, ImageE
         // Fixed-offset headers are read directly: some decoders want more
         // than the header before they report a size, and a bomb must be
         // refused no matter what follows it.
+        if format == ImageFormat::Tiff {
+            tiff_ifd::check_first_directory(bytes).map_err(|e| ImageError::corrupt(format, e))?;
+        }
         let (width, height) = match fixed_header_size(format, bytes) {
             Some(size) => size,
             None => ImageReader::with_format(Cursor::new(bytes), format.to_image_format())
