@@ -39,12 +39,13 @@ pub(crate) fn read(bytes: &[u8], limits: &DecodeLimits) -> Result<Header, ImageE
             orientation: Some(j.orientation),
         }
     } else {
+        if format == ImageFormat::Tiff {
+            tiff_ifd::check_first_directory(bytes, limits.max_alloc())
+                .map_err(|e| ImageError::corrupt(format, e))?;
+        }
         // Fixed-offset headers are read directly: some decoders want more
         // than the header before they report a size, and a bomb must be
         // refused no matter what follows it.
-        if format == ImageFormat::Tiff {
-            tiff_ifd::check_first_directory(bytes).map_err(|e| ImageError::corrupt(format, e))?;
-        }
         let (width, height) = match fixed_header_size(format, bytes) {
             Some(size) => size,
             None => ImageReader::with_format(Cursor::new(bytes), format.to_image_format())

@@ -1,19 +1,23 @@
-//! A TIFF's first directory checked against the file before any decoder
-//! reads it.
+//! A TIFF's first directory checked against the file and the limits before
+//! any decoder reads it.
 //!
 //! The `tiff` crate reads the first directory while it is constructed,
 //! before the `image` crate can hand it our limits, and reserves room for a
-//! tag's values from the count the entry declares (up to 256 MiB, its
-//! default), before reading them. A 10 kB upload declaring three million
-//! strip offsets thus made it reserve about 100 MB. A tag's values live in
-//! the file, so an entry declaring more value bytes than the file holds is a
-//! lie: refusing it keeps every reservation within a small multiple of the
-//! upload's own size.
+//! tag's values (one [`tiff::decoder::ifd::Value`] each) from the count the
+//! entry declares, before reading them; its own default allows 256 MiB. A
+//! 10 kB upload declaring three million strip offsets thus made it reserve
+//! about 100 MB. Two rules apply to every entry: its values must fit in the
+//! file (a count beyond it is a lie), and their reservation must fit in the
+//! decoders' single-allocation allowance (`DecodeLimits::max_alloc`), which
+//! is the limit the `tiff` crate applies once the limits reach it.
 
-/// Checks every entry of the first directory of a classic or BigTIFF file.
+use tiff::decoder::ifd::Value;
+
+/// Checks every entry of the first directory of a classic or BigTIFF file
+/// against the file's length and `max_alloc` bytes of reserved values.
 /// `Err` carries what is wrong; a file too short to hold its header or
 /// directory is left to the decoder, which reports it.
-pub(crate) fn check_first_directory(b: &[u8]) -> Result<(), String> {
+pub(crate) fn check_first_directory(b: &[u8], max_alloc: u64) -> Result<(), String> {
     let little = match b.get(0..2) {
         Some(b"II") => true,
         Some(b"MM") => false,
@@ -56,6 +60,12 @@ pub(crate) fn check_first_directory(b: &[u8]) -> Result<(), String> {
                 "tag {tag} declares {count} values ({bytes} bytes) in a {file_len}-byte file"
             ));
         }
+        let reserved = count.saturating_mul(std::mem::size_of::<Value>() as u64);
+        if reserved > max_alloc {
+            return Err(format!(
+                "tag {tag} declares {count} values, {reserved} bytes decoded, over the {max_alloc} allowed"
+            ));
+        }
     }
     Ok(())
 }
@@ -73,7 +83,10 @@ fn value_size(kind: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::check_first_directory;
+    use super::{Value, check_first_directory};
+
+    /// More than any test file's decoded values.
+    const ROOMY: u64 = 1 << 30;
 
     /// A little-endian classic TIFF whose one directory entry is
     /// (tag, type, count, value).
@@ -93,10 +106,10 @@ mod tests {
     #[test]
     fn counts_beyond_the_file_are_refused_and_real_ones_pass() {
         // 273 = StripOffsets, type 4 = LONG.
-        assert!(check_first_directory(&tiff(273, 4, 3_000_000)).is_err());
-        assert!(check_first_directory(&tiff(273, 4, 17)).is_err()); // 68 bytes > 64
-        assert!(check_first_directory(&tiff(273, 4, 16)).is_ok());
-        assert!(check_first_directory(&tiff(273, 4, 1)).is_ok());
+        assert!(check_first_directory(&tiff(273, 4, 3_000_000), ROOMY).is_err());
+        assert!(check_first_directory(&tiff(273, 4, 17), ROOMY).is_err()); // 68 bytes > 64
+        assert!(check_first_directory(&tiff(273, 4, 16), ROOMY).is_ok());
+        assert!(check_first_directory(&tiff(273, 4, 1), ROOMY).is_ok());
         // Big-endian and unknown types are measured the same way.
         let mut be = b"MM\0*".to_vec();
         be.extend(8u32.to_be_bytes());
@@ -105,10 +118,20 @@ mod tests {
         be.extend(99u16.to_be_bytes());
         be.extend(65u32.to_be_bytes());
         be.resize(64, 0);
-        assert!(check_first_directory(&be).is_err());
+        assert!(check_first_directory(&be, ROOMY).is_err());
         // Truncated files are the decoder's to report.
-        assert!(check_first_directory(b"II*\0").is_ok());
-        assert!(check_first_directory(&tiff(273, 4, 3_000_000)[..12]).is_ok());
+        assert!(check_first_directory(b"II*\0", ROOMY).is_ok());
+        assert!(check_first_directory(&tiff(273, 4, 3_000_000)[..12], ROOMY).is_ok());
+    }
+
+    #[test]
+    fn values_whose_decoding_exceeds_the_allowance_are_refused() {
+        // 16 LONGs fit the 64-byte file; decoded, they take 16 Values.
+        let b = tiff(273, 4, 16);
+        let decoded = 16 * std::mem::size_of::<Value>() as u64;
+        assert_eq!(check_first_directory(&b, decoded), Ok(()));
+        let err = check_first_directory(&b, decoded - 1).unwrap_err();
+        assert!(err.contains("over the"), "{err}");
     }
 
     #[test]
@@ -116,6 +139,6 @@ mod tests {
         let img = image::RgbImage::from_fn(37, 21, |x, y| image::Rgb([x as u8, y as u8, 7]));
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Tiff).unwrap();
-        assert_eq!(check_first_directory(out.get_ref()), Ok(()));
+        assert_eq!(check_first_directory(out.get_ref(), ROOMY), Ok(()));
     }
 }
