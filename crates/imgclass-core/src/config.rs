@@ -143,6 +143,11 @@ pub struct EngineHints {
     /// engines must take integer paths that cannot overflow.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub quantized: bool,
+    /// Revision of imgclass's quantizer that made this file (absent: not
+    /// made by it, or made before revisions were recorded). A catalogue
+    /// `-int8` model made by an older revision is made again on fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantizer: Option<u32>,
 }
 
 /// The whole `model.toml`.

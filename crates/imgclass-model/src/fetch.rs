@@ -148,6 +148,25 @@ pub fn is_installed(home: &Path, name: &str) -> bool {
         .is_file()
 }
 
+/// True when catalogue model `entry` is installed in `home` as this
+/// imgclass would make it: an `-int8` model must have been quantized by
+/// the current quantizer revision ([`quantize::REVISION`]); one made by an
+/// older revision (e.g. with saturated int32 biases) is made again.
+fn is_current(home: &Path, entry: &CatalogueEntry) -> bool {
+    if !is_installed(home, entry.name) {
+        return false;
+    }
+    match entry.recipe {
+        Recipe::Convert { .. } => true,
+        Recipe::Quantize { .. } => {
+            let path = home
+                .join(entry.name)
+                .join(imgclass_core::repository::MODEL_TOML);
+            ModelConfig::load(&path).is_ok_and(|c| c.engine.quantizer == Some(quantize::REVISION))
+        }
+    }
+}
+
 fn runtime_present(home: &Path) -> bool {
     runtime_wheel().is_none() || runtime_library(home).is_file()
 }
@@ -186,16 +205,20 @@ pub fn refresh_default_config(home: &Path) -> Result<bool, FetchError> {
 /// the model home (loading reports them if missing). Returns the reports
 /// when a fetch happened.
 pub fn ensure_model(home: &Path, name: &str) -> Result<Option<Vec<FetchReport>>, FetchError> {
-    if catalogue::lookup(name).is_err() {
+    let Ok(entry) = catalogue::lookup(name) else {
         return Ok(None);
-    }
-    if is_installed(home, name) && runtime_present(home) {
+    };
+    if is_current(home, entry) && runtime_present(home) {
         if name == DEFAULT_MODEL {
             refresh_default_config(home)?;
         }
         return Ok(None);
     }
-    tracing::info!(home = %home.display(), model = name, "model not found; fetching it (first use)");
+    if is_installed(home, name) {
+        tracing::info!(home = %home.display(), model = name, "model made by an older imgclass; making it again");
+    } else {
+        tracing::info!(home = %home.display(), model = name, "model not found; fetching it (first use)");
+    }
     let reports = fetch_models(&FetchOptions::new(home), &[name])?;
     tracing::info!(
         model = name,
@@ -242,7 +265,7 @@ pub fn fetch_models(
     })?;
     let requested = |e: &CatalogueEntry| names.contains(&e.name);
     let all_there = |plan: &[&CatalogueEntry]| {
-        runtime_present(home) && plan.iter().all(|e| is_installed(home, e.name))
+        runtime_present(home) && plan.iter().all(|e| is_current(home, e))
     };
     let present = |e: &CatalogueEntry| FetchReport {
         name: e.name.into(),
@@ -264,7 +287,7 @@ pub fn fetch_models(
         // Another process may have finished while we waited for the lock.
         // A base pulled in for an -int8 model is never re-made by --force.
         let redo = options.force && requested(entry);
-        if !redo && is_installed(home, entry.name) && runtime_present(home) {
+        if !redo && is_current(home, entry) && runtime_present(home) {
             reports.push(present(entry));
             continue;
         }
@@ -517,6 +540,7 @@ pub fn lite_model_config(entry: &CatalogueEntry) -> ModelConfig {
             max_batch: Some(8),
             ort_library: None,
             quantized: false,
+            quantizer: None,
         },
     }
 }
@@ -529,6 +553,36 @@ pub fn default_model_config() -> ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int8_models_of_an_older_quantizer_are_not_current() {
+        let home = tempfile::tempdir().unwrap();
+        let entry = catalogue::lookup("efficientnet-lite0-int8").unwrap();
+        assert!(!is_current(home.path(), entry), "not installed");
+        let dir = home.path().join(entry.name);
+        fs::create_dir(&dir).unwrap();
+        let mut cfg = default_model_config();
+        cfg.name = entry.name.into();
+        cfg.engine.quantized = true;
+        for (revision, current) in [
+            (None, false),
+            (Some(quantize::REVISION - 1), false),
+            (Some(quantize::REVISION), true),
+        ] {
+            cfg.engine.quantizer = revision;
+            fs::write(dir.join("model.toml"), cfg.to_toml()).unwrap();
+            assert_eq!(is_current(home.path(), entry), current, "{revision:?}");
+        }
+        // An fp32 model is current once installed, whatever made it.
+        let fp32 = catalogue::lookup(DEFAULT_MODEL).unwrap();
+        fs::create_dir(home.path().join(fp32.name)).unwrap();
+        fs::write(
+            home.path().join(fp32.name).join("model.toml"),
+            default_model_config().to_toml(),
+        )
+        .unwrap();
+        assert!(is_current(home.path(), fp32));
+    }
 
     #[test]
     fn an_out_of_date_default_config_is_rewritten_once() {

@@ -8,7 +8,9 @@
 //!   scale = max|w| / 127);
 //! - biases: int32 with scale = s_input · s_weight[c], zero point 0,
 //!   corrected for the mean shift the weights' rounding causes
-//!   ([`qdq::bias_shift`], with input means measured in calibration);
+//!   ([`qdq::bias_shift`], with input means measured in calibration),
+//!   with weight scales raised where a bias would not fit in int32
+//!   ([`qdq::bias_scale_floor`]);
 //! - activations: **uint8**, asymmetric, one scale per tensor. uint8
 //!   activations with int8 weights (U8S8) is the combination ONNX Runtime's
 //!   x86 integer kernels are built for (S8S8 is converted or slower there);
@@ -35,6 +37,12 @@ use imgclass_core::{ImageError, ModelConfig, Preprocessor};
 pub use calibrate::Method;
 
 use crate::onnx::{self, DecodeError, Message};
+
+/// Revision of the quantizer, recorded in the `model.toml` it writes
+/// (`engine.quantizer`). Raise it whenever the same inputs would give a
+/// different file, so that installed `-int8` models are made again.
+/// 2: bias steps large enough for every int32 bias (see `qdq`).
+pub const REVISION: u32 = 2;
 
 /// Why a model could not be quantized.
 #[derive(Debug, thiserror::Error)]
@@ -170,5 +178,6 @@ pub fn int8_config(base: &ModelConfig, name: &str, report: &QuantizeReport) -> M
     );
     cfg.engine.preferred = Some("ort".into());
     cfg.engine.quantized = true;
+    cfg.engine.quantizer = Some(REVISION);
     cfg
 }

@@ -262,6 +262,12 @@ pub(super) const WEIGHT_QMAX: f32 = 127.0;
 /// model's), so zero padding at borders is the only thing not modelled.
 /// Returns the shift per output channel. Measured on Lite0 (weights only,
 /// 41 photos): mean |Δp| 0.028 → 0.011, top-1 kept on 37 → 40.
+/// (The fuller correction of that paper — run the quantized model, weights
+/// and activations, and take each Conv/Gemm output's measured mean shift
+/// off its bias — was built and dropped: on Zen 3, correcting every layer
+/// at once kept the fp32 top-1 of Lite0 on 37/48 photos and diverged when
+/// repeated; correcting layer by layer in order kept 44/48, against 46/48
+/// for this weights-only correction, at ~10× the quantization time.)
 pub(super) fn bias_shift(
     w: &[f32],
     q: &[i8],
@@ -314,12 +320,42 @@ pub(super) fn bias_shift(
         .collect())
 }
 
+/// Largest |int32 bias| the rewrite emits: half of i32's range, so that the
+/// integer kernels' int32 accumulator (bias + Σ x·w) has room left.
+const BIAS_QMAX: f64 = (1u32 << 30) as f64;
+
+/// The smallest weight scale per output channel at which its bias fits
+/// in [`BIAS_QMAX`] steps of s_x · s_w. A channel whose weights are all
+/// but zero while its bias is not (a "dead" channel the folded
+/// BatchNorm left as a constant) would otherwise get a bias step so small
+/// that the int32 saturates: Lite1's stem has one whose bias of −4.9 came
+/// out as −0.02. Raising such a channel's weight scale costs nothing — its
+/// weights round to 0 at either scale, or to a few steps of a scale still
+/// far below the live channels'. Measured before the floor: 80, 109 and
+/// 143 saturated channels in Lite0/1/2. None changed a result (top-1 and
+/// every probability on the 48 test photos equal to 0.001): all were
+/// constant channels with a negative bias, which the ReLU6 after them
+/// zeroes either way — but a positive one would have been lost.
+pub(super) fn bias_scale_floor(bias: &[f32], s_x: f32) -> Vec<f32> {
+    bias.iter()
+        .map(|&b| (f64::from(b.abs()) / (f64::from(s_x) * BIAS_QMAX)) as f32)
+        .collect()
+}
+
 /// Symmetric per-channel int8 quantization along `axis`: scale[c] =
 /// max|w_c| / [`WEIGHT_QMAX`] (1 for an all-zero channel), q = round(w / scale).
 /// (A per-channel least-squares scale, searched over 0.80–1.00 of that,
 /// was measured and dropped: on Zen 3 it kept the fp32 top-1 of Lite1 on
 /// 44/48 photos against 45/48 for max|w|, Lite0 unchanged at 46/48.)
-pub(super) fn quantize_weights(data: &[f32], dims: &[i64], axis: usize) -> (Vec<i8>, Vec<f32>) {
+///
+/// `floor` (empty, or one per channel) is the smallest scale each channel
+/// may have: see [`bias_scale_floor`].
+pub(super) fn quantize_weights(
+    data: &[f32],
+    dims: &[i64],
+    axis: usize,
+    floor: &[f32],
+) -> (Vec<i8>, Vec<f32>) {
     let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
     let channels = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
@@ -331,7 +367,11 @@ pub(super) fn quantize_weights(data: &[f32], dims: &[i64], axis: usize) -> (Vec<
     }
     let scales: Vec<f32> = amax
         .iter()
-        .map(|&m| if m > 0.0 { m / WEIGHT_QMAX } else { 1.0 })
+        .enumerate()
+        .map(|(c, &m)| {
+            let s = if m > 0.0 { m / WEIGHT_QMAX } else { 1.0 };
+            floor.get(c).map_or(s, |&f| s.max(f))
+        })
         .collect();
     let q = data
         .iter()
@@ -457,7 +497,16 @@ pub(super) fn rewrite(
             let axis = weight_axis(&n)?;
             let w = inits[n.inputs[1].as_str()];
             let w_values = w.f32_values().expect("checked float");
-            let (q, s_w) = quantize_weights(&w_values, &w.dims, axis);
+            let float_bias = n
+                .inputs
+                .get(2)
+                .filter(|b| !b.is_empty())
+                .map(|b| inits[b.as_str()].f32_values().expect("checked float"));
+            let floor = float_bias
+                .as_deref()
+                .map(|b| bias_scale_floor(b, s_x))
+                .unwrap_or_default();
+            let (q, s_w) = quantize_weights(&w_values, &w.dims, axis, &floor);
             let channels = s_w.len() as i64;
             let groups = if *op == "Conv" { group(&n) } else { 1 };
             let shift = means
@@ -480,8 +529,8 @@ pub(super) fn rewrite(
                 Some(axis as i64),
             ));
             n.inputs[1] = dq_name(&w.name);
-            let bias = match n.inputs.get(2).filter(|b| !b.is_empty()).cloned() {
-                Some(b) => Some((inits[b.as_str()].f32_values().expect("checked float"), b)),
+            let bias = match float_bias.zip(n.inputs.get(2).cloned()) {
+                Some(found) => Some(found),
                 // A node without a bias gets one to carry the correction.
                 None if shift.is_some() => {
                     let b = format!("{}_bias", w.name);
@@ -595,12 +644,35 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_channel_keeps_its_bias() {
+        // Channel 1's weights are all but zero and its bias is not (a
+        // constant channel): at max|w| / 127 its bias step s_x · s_w would
+        // need ~6e11 steps, far beyond int32.
+        let (w, dims) = ([0.5, -0.25, 1e-9, -2e-9], [2, 2, 1, 1]);
+        let (bias, s_x) = ([0.1f32, -4.9], 1.0 / 128.0);
+        let floor = bias_scale_floor(&bias, s_x);
+        let (q, s_w) = quantize_weights(&w, &dims, 0, &floor);
+        assert_eq!(s_w[0], 0.5 / 127.0, "a live channel keeps max|w| / 127");
+        assert_eq!(&q[..2], [127, -64]);
+        assert_eq!(&q[2..], [0, 0], "a dead channel's weights stay 0");
+        for (b, s) in bias.iter().zip(&s_w) {
+            let step = f64::from(s_x) * f64::from(*s);
+            let steps = (f64::from(*b) / step).round();
+            assert!(steps.abs() <= BIAS_QMAX, "{b}: {steps} steps");
+            assert!((steps * step - f64::from(*b)).abs() <= step, "{b}");
+        }
+        // Without the floor the dead channel's bias does not fit.
+        let (_, s0) = quantize_weights(&w, &dims, 0, &[]);
+        assert!(4.9 / (f64::from(s_x) * f64::from(s0[1])) > f64::from(i32::MAX));
+    }
+
+    #[test]
     fn per_channel_weights_are_symmetric() {
         // Two output channels of 2 weights each (axis 0), then axis 1 of a 2x2.
-        let (q, s) = quantize_weights(&[1.0, -0.5, 0.0, 0.0], &[2, 2], 0);
+        let (q, s) = quantize_weights(&[1.0, -0.5, 0.0, 0.0], &[2, 2], 0, &[]);
         assert_eq!(s, [1.0 / 127.0, 1.0]);
         assert_eq!(q, [127, -64, 0, 0]); // -63.5 rounds to even
-        let (q, s) = quantize_weights(&[1.0, 2.0, -1.0, 3.0], &[2, 2], 1);
+        let (q, s) = quantize_weights(&[1.0, 2.0, -1.0, 3.0], &[2, 2], 1, &[]);
         assert_eq!(s, [1.0 / 127.0, 3.0 / 127.0]);
         assert_eq!(q, [127, 85, -127, 127]); // 2 / (3/127) = 84.67
     }
@@ -642,7 +714,7 @@ mod tests {
             ),
         ];
         for (w, dims, axis, groups, means) in cases {
-            let (q, s) = quantize_weights(&w, &dims, axis);
+            let (q, s) = quantize_weights(&w, &dims, axis, &[]);
             let shift = bias_shift(&w, &q, &s, &dims, axis, groups, &means).unwrap();
             let outs = dims[axis] as usize;
             for o in 0..outs {
@@ -686,7 +758,7 @@ mod tests {
                 assert!(shift[o] != 0.0, "rounding moved nothing? {dims:?} {o}");
             }
         }
-        let (q, s) = quantize_weights(&[1.0, 2.0], &[1, 2, 1, 1], 0);
+        let (q, s) = quantize_weights(&[1.0, 2.0], &[1, 2, 1, 1], 0, &[]);
         assert!(bias_shift(&[1.0, 2.0], &q, &s, &[1, 2, 1, 1], 0, 1, &[1.0]).is_err());
     }
 
@@ -864,7 +936,7 @@ mod tests {
         };
         // b1 = [0.5, -0.5], corrected by c1's rounding shift.
         let w1 = [0.1f32, 0.2, 0.3, -1.0, 0.5, 0.25];
-        let (wq, s) = quantize_weights(&w1, &[2, 3, 1, 1], 0);
+        let (wq, s) = quantize_weights(&w1, &[2, 3, 1, 1], 0, &[]);
         let shift = bias_shift(&w1, &wq, &s, &[2, 3, 1, 1], 0, 1, &[0.5, -0.2, 0.9]).unwrap();
         let b_scale = init("b1_scale").f32_values().unwrap();
         let b_q = init("b1_quantized");
