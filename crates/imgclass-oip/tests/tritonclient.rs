@@ -23,9 +23,17 @@ fn unb64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
+/// This package's directory: cargo's run-time value, as a test binary in
+/// a shared target dir may have been built by another clone (see the
+/// testkit's `repo_root`).
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn venv_python() -> PathBuf {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../imgclass-server/tests/triton/setup-venv.sh");
+    let script = package_dir().join("../imgclass-server/tests/triton/setup-venv.sh");
     let out = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())
@@ -36,7 +44,7 @@ fn venv_python() -> PathBuf {
 }
 
 fn run_python(python: &Path, mode: &str, input: &str) -> Vec<Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tritonclient_bodies.py");
+    let script = package_dir().join("tests/tritonclient_bodies.py");
     let mut child = Command::new(python)
         .arg(&script)
         .arg(mode)

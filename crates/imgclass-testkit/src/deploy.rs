@@ -36,9 +36,18 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The repository's root (this crate is `crates/imgclass-testkit`).
+/// The repository's root. Every crate is `crates/<name>`, so it is two
+/// levels above the package directory that cargo gives the running test
+/// (`CARGO_MANIFEST_DIR` at run time). The compile-time value is only the
+/// fallback: test binaries in a shared `CARGO_TARGET_DIR` are reused by
+/// another clone of the repository when nothing changed, and then name
+/// the clone that built them, which may be gone.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..")
 }
 
 /// A tool a test cannot do without: named by `env`, else found on PATH

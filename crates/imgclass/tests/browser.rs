@@ -292,9 +292,7 @@ fn screenshot_dir() -> PathBuf {
     let target = if target.is_absolute() {
         target
     } else {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(target)
+        imgclass_testkit::deploy::repo_root().join(target)
     };
     target.join("screenshots")
 }

@@ -24,7 +24,7 @@ use imgclass_testkit::deploy::{
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    imgclass_testkit::deploy::repo_root()
 }
 
 /// Multi-document YAML as JSON values (PyYAML, which kubernetes-validate

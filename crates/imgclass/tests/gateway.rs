@@ -25,7 +25,7 @@ use serde_json::Value;
 // ---------------------------------------------------------------- tools --
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    imgclass_testkit::deploy::repo_root()
 }
 
 /// The heavy tests run one at a time: they share two cores.

@@ -47,7 +47,7 @@ use serde_json::{Map, Value, json};
 // ---------------------------------------------------------------- files --
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    imgclass_testkit::deploy::repo_root()
 }
 
 fn shipped(path: &str) -> PathBuf {

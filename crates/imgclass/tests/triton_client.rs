@@ -81,7 +81,7 @@ fn serve() -> Server {
 }
 
 fn triton_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../imgclass-server/tests/triton")
+    imgclass_testkit::deploy::repo_root().join("crates/imgclass-server/tests/triton")
 }
 
 /// The venv's python (created once by setup-venv.sh, then cached).
