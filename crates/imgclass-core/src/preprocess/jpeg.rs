@@ -29,6 +29,7 @@ use zune_core::options::DecoderOptions;
 
 use super::error::ImageError;
 use super::format::ImageFormat;
+use super::pixel_buffer;
 
 /// What a JPEG header says.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +111,7 @@ fn decode_full(bytes: &[u8], (width, height): (u32, u32)) -> Result<RgbImage, Im
     let len = decoder
         .output_buffer_size()
         .ok_or_else(|| corrupt("the image is too large for this machine"))?;
-    let mut buf = vec![0u8; len];
+    let mut buf = pixel_buffer::take(len);
     decoder.decode_into(&mut buf).map_err(corrupt)?;
     RgbImage::from_raw(width, height, buf)
         .ok_or_else(|| corrupt("the decoder returned fewer pixels than the header declares"))
@@ -163,7 +164,7 @@ fn decode_with_libjpeg(bytes: &[u8], denominator: u32) -> std::io::Result<RgbIma
     };
     let (w, h) = (started.width(), started.height());
     let channels = if cmyk { 4 } else { 3 };
-    let mut pixels = vec![0u8; w * h * channels];
+    let mut pixels = pixel_buffer::take(w * h * channels);
     started.read_scanlines_into(&mut pixels)?;
     started.finish()?;
     if cmyk {

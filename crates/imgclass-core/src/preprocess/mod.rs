@@ -22,6 +22,7 @@ mod jpeg;
 mod limits;
 mod normalise;
 mod orient;
+mod pixel_buffer;
 mod probe;
 mod resize;
 mod tiff_ifd;
@@ -280,7 +281,7 @@ impl Preprocessor {
         let t2 = Instant::now();
         self.normalise_into(&rgb, out);
         let t3 = Instant::now();
-        Ok(ImageInfo {
+        let info = ImageInfo {
             format: source.format(),
             width: source.width(),
             height: source.height(),
@@ -290,7 +291,11 @@ impl Preprocessor {
                 resize: t2 - t1,
                 normalise: t3 - t2,
             },
-        })
+        };
+        if let SourceKind::Decoded(decoded) = source.0 {
+            pixel_buffer::give_back(decoded.image.into_raw());
+        }
+        Ok(info)
     }
 
     /// What the model path resizes from, after [`Self::probe`]'s checks:
