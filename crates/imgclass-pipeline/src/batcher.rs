@@ -35,6 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::gate::CpuGate;
 use crate::observer::{DropReason, Observer};
+use crate::tensor_pool::TensorPool;
 
 /// How the batcher behaves.
 #[derive(Clone, Debug)]
@@ -82,6 +83,7 @@ struct Worker {
     gate: Arc<CpuGate>,
     config: BatchConfig,
     observer: Arc<dyn Observer>,
+    tensors: Arc<TensorPool>,
 }
 
 /// The queue and its workers.
@@ -90,6 +92,7 @@ pub(crate) struct Batcher {
     receiver: Receiver<Job>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     image_len: usize,
+    tensors: Arc<TensorPool>,
 }
 
 impl Batcher {
@@ -103,12 +106,19 @@ impl Batcher {
     ) -> Self {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(config.queue_capacity.max(1));
         let image_len = engine.image_len();
+        // As many buffers as the workers hold in full batches, twice over:
+        // the ones being run and the next batch being filled.
+        let tensors = Arc::new(TensorPool::new(
+            image_len,
+            2 * config.workers.max(1) * config.max_batch_size.max(1),
+        ));
         let shared = Arc::new(Worker {
             rx: rx.clone(),
             engine,
             gate,
             config,
             observer,
+            tensors: tensors.clone(),
         });
         let workers = (0..shared.config.workers.max(1))
             .map(|i| {
@@ -124,7 +134,14 @@ impl Batcher {
             receiver: rx,
             workers: Mutex::new(workers),
             image_len,
+            tensors,
         }
+    }
+
+    /// Where the images' input buffers come from (and where the workers
+    /// give them back after their engine call).
+    pub fn tensor_pool(&self) -> Arc<TensorPool> {
+        self.tensors.clone()
     }
 
     /// Queues one preprocessed image without waiting. The receiver yields
@@ -209,7 +226,7 @@ impl Worker {
                     None => break,
                 }
             }
-            let jobs = self.live(jobs);
+            let mut jobs = self.live(jobs);
             if jobs.is_empty() {
                 continue;
             }
@@ -235,6 +252,9 @@ impl Worker {
             let inference_time = start.elapsed();
             drop(cores);
             self.observer.batch(n, inference_time);
+            for job in &mut jobs {
+                self.tensors.give_back(std::mem::take(&mut job.tensor));
+            }
             let outputs = match result {
                 Ok(Ok(out)) if out.len() == n * classes => Ok(out),
                 Ok(Ok(out)) => Err(format!(

@@ -27,6 +27,7 @@ mod gate;
 mod lifecycle;
 mod observer;
 mod pipeline;
+mod tensor_pool;
 #[cfg(test)]
 mod test_support;
 mod timings;

@@ -23,6 +23,7 @@ use crate::decode_pool::DecodePool;
 use crate::error::PipelineError;
 use crate::gate::CpuGate;
 use crate::observer::Observer;
+use crate::tensor_pool::TensorPool;
 use crate::timings::Timings;
 
 /// How a pipeline batches and what it accepts.
@@ -121,6 +122,7 @@ pub struct Pipeline {
     decode: Arc<DecodePool>,
     observer: Arc<dyn Observer>,
     max_batch_size: usize,
+    tensors: Arc<TensorPool>,
 }
 
 impl Pipeline {
@@ -164,6 +166,7 @@ impl Pipeline {
             model,
             engine,
             preprocessor,
+            tensors: batcher.tensor_pool(),
             batcher,
             admission: Arc::new(Semaphore::new(admission_limit)),
             decode: resources.decode.clone(),
@@ -360,13 +363,19 @@ impl Pipeline {
     ) -> Result<Prepared, PipelineError> {
         let pre = self.preprocessor.clone();
         let observer = self.observer.clone();
+        let tensors = self.tensors.clone();
         self.decode
             .run(deadline, move || {
                 let started = Instant::now();
                 let id = hex::encode(Sha256::digest(&bytes));
-                let p = pre
-                    .preprocess(&bytes)
-                    .map_err(|error| PipelineError::Image { index, error })?;
+                let mut tensor = tensors.take();
+                let p = match pre.preprocess_into(&bytes, &mut tensor) {
+                    Ok(p) => p,
+                    Err(error) => {
+                        tensors.give_back(tensor);
+                        return Err(PipelineError::Image { index, error });
+                    }
+                };
                 let took = started.elapsed();
                 observer.preprocessed(took);
                 Ok(Prepared {
@@ -377,7 +386,7 @@ impl Pipeline {
                         height: p.height,
                         bytes: bytes.len(),
                     },
-                    tensor: p.tensor,
+                    tensor,
                     took,
                 })
             })

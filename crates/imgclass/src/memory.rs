@@ -14,9 +14,14 @@
 
 /// Blocks from this size up get their own mapping (glibc's initial
 /// threshold is 128 KiB). Smaller ones — a small JPEG upload, the resized
-/// pixels, pipeline buffers — stay on the reused heap; the model input of
-/// one image (588 KiB) is mapped afresh, a few dozen microseconds of page
-/// faults.
+/// pixels, pipeline buffers — stay on the reused heap. The two buffers
+/// above it that every image needs, its decoded pixels and its model input
+/// (about 0.6 MB each for a small photo), are reused by the pipeline
+/// instead (`preprocess::pixel_buffer`, `tensor_pool`): mapped afresh per
+/// image, their page faults and unmaps were a quarter of the request
+/// threads' CPU at c=16 (`perf record`). A higher threshold (1 MiB, with a
+/// 4 MiB trim threshold) avoided them too, but kept 300–309 MiB over the
+/// bench loads.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 256 << 10;
 
