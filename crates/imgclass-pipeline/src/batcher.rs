@@ -161,7 +161,10 @@ impl Batcher {
         };
         match tx.try_send(job) {
             Ok(()) => Ok(answer),
-            Err(TrySendError::Full(_)) => Err(BatchError::QueueFull),
+            Err(TrySendError::Full(job)) => {
+                self.tensors.give_back(job.tensor);
+                Err(BatchError::QueueFull)
+            }
             Err(TrySendError::Disconnected(_)) => Err(BatchError::Closed),
         }
     }
@@ -308,9 +311,11 @@ impl Worker {
         for job in jobs {
             if job.reply.is_closed() {
                 self.observer.dropped(DropReason::ClientGone);
+                self.tensors.give_back(job.tensor);
             } else if job.deadline <= now {
                 self.observer.dropped(DropReason::Deadline);
                 let _ = job.reply.send(Err(BatchError::Expired));
+                self.tensors.give_back(job.tensor);
             } else {
                 live.push(job);
             }
