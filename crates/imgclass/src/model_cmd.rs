@@ -69,14 +69,21 @@ fn print_report(r: &FetchReport, home: &Path) {
     }
     if let Some(q) = &r.quantize {
         println!(
-            "quantized: {} Conv, {} Gemm, {} Add; {} activations ({} ReLU6 folded); {} calibration on {} photos",
+            "quantized: {} Conv, {} Gemm, {} Add; {} activations ({} ReLU6 folded); {} calibration on {} photos; {} of {} weights rounded with {}",
             q.convs,
             q.gemms,
             q.adds,
             q.activations,
             q.folded_activations,
             q.method,
-            q.photos.len()
+            q.photos.len(),
+            if q.rounding == imgclass_model::Rounding::Nearest {
+                0
+            } else {
+                q.fed_back
+            },
+            q.convs + q.gemms,
+            q.rounding
         );
         println!("onnx:      {:.1} MB", r.onnx_bytes as f64 / 1e6);
     } else {
@@ -172,7 +179,7 @@ fn quantize(global: &Global, args: QuantizeArgs) -> anyhow::Result<ExitCode> {
     if target.exists() && !args.force {
         bail!("{} exists; use --force to replace it", target.display());
     }
-    let report = quantize_into_home(&options, &source, &name, args.method)?;
+    let report = quantize_into_home(&options, &source, &name, args.method, args.rounding)?;
     print_report(&report, &options.home);
     Ok(ExitCode::SUCCESS)
 }

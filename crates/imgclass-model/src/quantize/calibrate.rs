@@ -4,7 +4,8 @@
 //! every tensor to quantize added as a graph output, one photo at a time.
 //! What is kept per tensor is its range (min, max, a histogram) and, for
 //! the inputs of Conv/Gemm nodes, the mean of each channel, which bias
-//! correction needs (see `qdq`). Sums run in a fixed order (photos in
+//! correction needs (see `qdq`), and the second moments of their patches,
+//! which error-feedback rounding needs (see `hessian`). Sums run in a fixed order (photos in
 //! order, values in order), so the result depends on nothing but the inputs.
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::str::FromStr;
 use imgclass_engines::OrtProbe;
 
 use super::QuantizeError;
+use super::hessian::Hessian;
 use crate::onnx::{FLOAT, Message, Model, ValueInfo};
 
 /// How an activation's quantization range is chosen from what calibration saw.
@@ -173,19 +175,30 @@ pub(super) struct Seen {
     pub channel_means: Option<Vec<f64>>,
 }
 
+/// What calibration found.
+pub(super) struct Calibration {
+    /// One per tensor asked about, in order.
+    pub seen: Vec<Seen>,
+    /// The Hessians asked for, filled, in order.
+    pub hessians: Vec<Hessian>,
+}
+
 /// Runs the calibration and returns what was seen of each tensor of
 /// `tensors`, in order; `channels[i]` asks for the channel means of
-/// `tensors[i]` (NCHW or [N, K], batch 1). `inputs` are preprocessed
-/// images of `shape`.
+/// `tensors[i]` (NCHW or [N, K], batch 1). `hessians` are (tensor, empty
+/// Hessian) pairs to fill from that tensor, which must be one of
+/// `tensors`. `inputs` are preprocessed images of `shape`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn calibrate(
     model: &Model,
     tensors: &[String],
     channels: &[Option<usize>],
+    hessians: Vec<(String, Hessian)>,
     inputs: &[Vec<f32>],
     shape: &[usize],
     method: Method,
     ort_library: &Path,
-) -> Result<Vec<Seen>, QuantizeError> {
+) -> Result<Calibration, QuantizeError> {
     let input_name = model.graph.inputs[0].name.clone();
     // Every tensor but the graph input (which is the data itself) becomes
     // an output of the calibration model, in `tensors` order.
@@ -206,33 +219,48 @@ pub(super) fn calibrate(
     }
     let mut probe = OrtProbe::new(ort_library, &calib.to_bytes(), &input_name, probed.clone())?;
     let mut stats: Vec<Stats> = channels.iter().map(|c| Stats::new(*c)).collect();
+    let (readers, mut hessians): (Vec<String>, Vec<Hessian>) = hessians.into_iter().unzip();
+    if let Some(t) = readers.iter().find(|r| !tensors.contains(r)) {
+        return Err(QuantizeError::Graph(format!(
+            "{t} is read by a Conv/Gemm but is not calibrated"
+        )));
+    }
     let passes = if method == Method::MinMax { 1 } else { 2 };
     for pass in 0..passes {
         for input in inputs {
             let outputs = probe.run(input, shape)?;
             let mut outputs = outputs.iter();
             for (t, s) in tensors.iter().zip(stats.iter_mut()) {
-                let values = if *t == input_name {
-                    input.as_slice()
+                let (dims, values) = if *t == input_name {
+                    (shape, input.as_slice())
                 } else {
-                    outputs.next().expect("one output per probed tensor")
+                    let out = outputs.next().expect("one output per probed tensor");
+                    (out.shape.as_slice(), out.values.as_slice())
                 };
                 if pass == 0 {
                     s.see_range(values);
                     s.see_channels(values)?;
+                    for (_, h) in readers
+                        .iter()
+                        .zip(hessians.iter_mut())
+                        .filter(|(r, _)| *r == t)
+                    {
+                        h.see(dims, values)?;
+                    }
                 } else {
                     s.see_histogram(values);
                 }
             }
         }
     }
-    Ok(stats
+    let seen = stats
         .iter()
         .map(|s| Seen {
             range: s.range(method),
             channel_means: s.channel_means(),
         })
-        .collect())
+        .collect();
+    Ok(Calibration { seen, hessians })
 }
 
 #[cfg(test)]

@@ -28,9 +28,13 @@
 //! order, order-independent statistics, a deterministic encoder).
 
 mod calibrate;
+mod gptq;
+mod hessian;
 mod qdq;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use imgclass_core::{ImageError, ModelConfig, Preprocessor};
 
@@ -42,7 +46,8 @@ use crate::onnx::{self, DecodeError, Message};
 /// (`engine.quantizer`). Raise it whenever the same inputs would give a
 /// different file, so that installed `-int8` models are made again.
 /// 2: bias steps large enough for every int32 bias (see `qdq`).
-pub const REVISION: u32 = 2;
+/// 3: weights rounded with error feedback by default (see `gptq`).
+pub const REVISION: u32 = 3;
 
 /// Why a model could not be quantized.
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +65,45 @@ pub enum QuantizeError {
     NoPhotos,
 }
 
+/// How weights are rounded to their int8 steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rounding {
+    /// Each weight to its nearest step.
+    Nearest,
+    /// With error feedback from the calibration inputs' second moments
+    /// (GPTQ; see `gptq`): the rounding that changes each Conv/Gemm
+    /// output least on the calibration photos.
+    #[default]
+    Gptq,
+}
+
+impl FromStr for Rounding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "nearest" => Ok(Rounding::Nearest),
+            "gptq" => Ok(Rounding::Gptq),
+            other => Err(format!(
+                "unknown weight rounding {other:?}: use gptq or nearest"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Rounding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rounding::Nearest => "nearest",
+            Rounding::Gptq => "gptq",
+        })
+    }
+}
+
 /// How to quantize.
 #[derive(Clone, Debug)]
 pub struct QuantizeOptions {
     pub method: Method,
+    pub rounding: Rounding,
     /// The ONNX Runtime library the calibration runs on.
     pub ort_library: PathBuf,
 }
@@ -72,6 +112,9 @@ pub struct QuantizeOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantizeReport {
     pub method: Method,
+    pub rounding: Rounding,
+    /// Weights rounded with error feedback (the others: to nearest).
+    pub fed_back: usize,
     /// Calibration photos, in the order they were run.
     pub photos: Vec<String>,
     /// Nodes given quantized inputs, by op type.
@@ -112,19 +155,43 @@ pub fn quantize(
         .collect::<Result<Vec<_>, _>>()?;
     let input = &model.graph.inputs[0];
     let shape = input_shape(input, preprocessor)?;
-    let seen = calibrate::calibrate(
+    // Second moments cost a pass over every patch: gathered only for
+    // the rounding that uses them.
+    let wanted = match options.rounding {
+        Rounding::Gptq => plan.readers.as_slice(),
+        Rounding::Nearest => &[],
+    };
+    let calibration = calibrate::calibrate(
         &model,
         &plan.activations,
         &plan.channels(),
+        wanted
+            .iter()
+            .map(|(_, x, g)| (x.clone(), hessian::Hessian::new(g.clone())))
+            .collect(),
         &inputs,
         &shape,
         options.method,
         &options.ort_library,
     )?;
-    let quantized = qdq::rewrite(&model, &plan, &seen, options.method, photos.len())?;
+    let hessians: HashMap<usize, hessian::Hessian> = wanted
+        .iter()
+        .map(|(node, _, _)| *node)
+        .zip(calibration.hessians)
+        .collect();
+    let (quantized, fed_back) = qdq::rewrite(
+        &model,
+        &plan,
+        &calibration.seen,
+        &hessians,
+        (options.method, options.rounding),
+        photos.len(),
+    )?;
     let bytes = quantized.to_bytes();
     let report = QuantizeReport {
         method: options.method,
+        rounding: options.rounding,
+        fed_back,
         photos: photos.iter().map(|(n, _)| n.clone()).collect(),
         convs: plan.count("Conv"),
         gemms: plan.count("Gemm"),
@@ -171,8 +238,9 @@ pub fn int8_config(base: &ModelConfig, name: &str, report: &QuantizeReport) -> M
     cfg.name = name.into();
     cfg.onnx = "model.onnx".into();
     cfg.description = format!(
-        "{} quantized to int8 by imgclass (static QDQ: per-channel symmetric int8 weights, uint8 activations, {} calibration on {} photos)",
+        "{} quantized to int8 by imgclass (static QDQ: per-channel symmetric int8 weights ({} rounding), uint8 activations, {} calibration on {} photos)",
         base.name,
+        report.rounding,
         report.method,
         report.photos.len()
     );

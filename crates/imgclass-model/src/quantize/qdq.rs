@@ -8,7 +8,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::calibrate::Seen;
-use super::{Method, QuantizeError};
+use super::hessian::{Geometry, Hessian};
+use super::{Method, QuantizeError, Rounding, gptq};
 use crate::onnx::{Attribute, FLOAT, Model, Node, TensorData};
 
 /// Op types whose inputs are quantized.
@@ -28,6 +29,9 @@ pub(super) struct Plan {
     /// Channels of each Conv/Gemm input: calibration measures their means
     /// for bias correction.
     input_channels: HashMap<String, usize>,
+    /// (node, input, how it reads it) of each Conv/Gemm whose weights can
+    /// be rounded with error feedback (`gptq`): every Gemm and 2-D Conv.
+    pub readers: Vec<(usize, String, Geometry)>,
 }
 
 impl Plan {
@@ -64,6 +68,49 @@ fn int_attr(node: &Node, name: &str) -> Option<i64> {
     node.attributes.iter().find_map(|a| match a {
         Attribute::Int(n, v) if n == name => Some(*v),
         _ => None,
+    })
+}
+
+/// A list attribute of `len` non-negative values (`default` each when absent).
+fn usizes_attr(node: &Node, name: &str, len: usize, default: usize) -> Option<Vec<usize>> {
+    let found = node.attributes.iter().find_map(|a| match a {
+        Attribute::Ints(n, v) if n == name => Some(v),
+        _ => None,
+    });
+    match found {
+        None => Some(vec![default; len]),
+        Some(v) if v.len() == len => v.iter().map(|&x| usize::try_from(x).ok()).collect(),
+        Some(_) => None,
+    }
+}
+
+/// How a 2-D Conv with weight dimensions `dims` reads its input; `None`
+/// for other ranks or attributes it cannot describe.
+fn conv_geometry(node: &Node, dims: &[i64]) -> Option<Geometry> {
+    let [_, channels, kh, kw] = *dims else {
+        return None;
+    };
+    let pads = usizes_attr(node, "pads", 4, 0)?;
+    let strides = usizes_attr(node, "strides", 2, 1)?;
+    let dilations = usizes_attr(node, "dilations", 2, 1)?;
+    let kernel = [usize::try_from(kh).ok()?, usize::try_from(kw).ok()?];
+    if usizes_attr(node, "kernel_shape", 2, 0)?
+        .iter()
+        .zip(&kernel)
+        .any(|(a, b)| *a != 0 && a != b)
+        || strides.contains(&0)
+        || dilations.contains(&0)
+        || kernel.contains(&0)
+    {
+        return None;
+    }
+    Some(Geometry::Conv {
+        groups: group(node),
+        channels: usize::try_from(channels).ok()?,
+        kernel,
+        strides: [strides[0], strides[1]],
+        pads: [pads[0], pads[1], pads[2], pads[3]],
+        dilations: [dilations[0], dilations[1]],
     })
 }
 
@@ -150,6 +197,14 @@ pub(super) fn plan(model: &Model) -> Result<Plan, QuantizeError> {
                     // [N, K] with transB, else [K, N]: K is the input's.
                     w.dims[1 - weight_axis(node)?] as usize
                 };
+                let geometry = if op == "Conv" {
+                    conv_geometry(node, &w.dims)
+                } else {
+                    Some(Geometry::Gemm { k: channels })
+                };
+                if let Some(geometry) = geometry {
+                    plan.readers.push((i, x.clone(), geometry));
+                }
                 if let Some(other) = plan.input_channels.insert(x.clone(), channels)
                     && other != channels
                 {
@@ -437,13 +492,17 @@ fn qdq_pair(t: &str) -> [Node; 2] {
 
 /// Builds the QDQ model from the fp32 one, the plan and what calibration
 /// saw of each planned activation.
+/// `hessians` are those of [`Plan::readers`], by node; with
+/// [`Rounding::Gptq`] the weights they describe are rounded with error
+/// feedback. Returns the model and how many weights were so rounded.
 pub(super) fn rewrite(
     model: &Model,
     plan: &Plan,
     seen: &[Seen],
-    method: Method,
+    hessians: &HashMap<usize, Hessian>,
+    (method, rounding): (Method, Rounding),
     photos: usize,
-) -> Result<Model, QuantizeError> {
+) -> Result<(Model, usize), QuantizeError> {
     let g = &model.graph;
     let inits: HashMap<&str, &TensorData> = g
         .initializers
@@ -473,6 +532,7 @@ pub(super) fn rewrite(
     let planned: HashMap<usize, &str> = plan.nodes.iter().copied().collect();
 
     let mut nodes = Vec::new();
+    let mut rounded = 0;
     // Constants replacing a float weight/bias, keyed by its name.
     let mut replaced: HashMap<String, Vec<TensorData>> = HashMap::new();
     let input = &g.inputs[0].name;
@@ -506,7 +566,13 @@ pub(super) fn rewrite(
                 .as_deref()
                 .map(|b| bias_scale_floor(b, s_x))
                 .unwrap_or_default();
-            let (q, s_w) = quantize_weights(&w_values, &w.dims, axis, &floor);
+            let (nearest, s_w) = quantize_weights(&w_values, &w.dims, axis, &floor);
+            let fed_back = hessians
+                .get(&i)
+                .filter(|_| rounding == Rounding::Gptq)
+                .and_then(|h| gptq::round_weights(&w_values, &w.dims, axis, &s_w, h, &nearest));
+            rounded += usize::from(fed_back.is_some());
+            let q = fed_back.unwrap_or(nearest);
             let channels = s_w.len() as i64;
             let groups = if *op == "Conv" { group(&n) } else { 1 };
             let shift = means
@@ -619,12 +685,12 @@ pub(super) fn rewrite(
     out.graph.initializers = initializers;
     out.graph.doc_string = format!(
         "{} Quantized by imgclass: static QDQ, per-channel symmetric int8 weights, int32 biases, \
-         uint8 activations ({method} calibration on {photos} photos).",
+         uint8 activations ({method} calibration on {photos} photos, {rounding} weight rounding).",
         g.doc_string
     )
     .trim_start()
     .to_string();
-    Ok(out)
+    Ok((out, rounded))
 }
 
 #[cfg(test)]
@@ -763,6 +829,20 @@ mod tests {
     }
 
     /// x → Conv → Clip(0, 6) → Conv → Add(with first Clip) → GAP → Gemm.
+    /// The rewrite with nearest rounding, min-max ranges and no Hessians.
+    fn rewrite_nearest(m: &Model, p: &Plan, seen: &[Seen]) -> Model {
+        rewrite(
+            m,
+            p,
+            seen,
+            &HashMap::new(),
+            (Method::MinMax, Rounding::Nearest),
+            3,
+        )
+        .unwrap()
+        .0
+    }
+
     fn tiny() -> Model {
         let conv = |name: &str, x: &str, w: &str, b: &str| Node {
             name: name.into(),
@@ -856,7 +936,7 @@ mod tests {
             channel_means: None,
         })
         .collect();
-        let q = rewrite(&m, &p, &seen, Method::MinMax, 3).unwrap();
+        let q = rewrite_nearest(&m, &p, &seen);
         let ops: Vec<&str> = q.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
         assert!(!ops.contains(&"Clip"), "{ops:?}");
         assert_eq!(ops.iter().filter(|o| **o == "QuantizeLinear").count(), 5);
@@ -900,7 +980,7 @@ mod tests {
         }
         // Deterministic.
         use crate::onnx::Message;
-        let again = rewrite(&m, &p, &seen, Method::MinMax, 3).unwrap();
+        let again = rewrite_nearest(&m, &p, &seen);
         assert_eq!(q.to_bytes(), again.to_bytes());
     }
 
@@ -924,7 +1004,7 @@ mod tests {
                 channel_means,
             })
             .collect();
-        let q = rewrite(&m, &p, &seen, Method::MinMax, 3).unwrap();
+        let q = rewrite_nearest(&m, &p, &seen);
         let init = |name: &str| {
             let t = q
                 .graph

@@ -52,6 +52,10 @@ pub struct QuantizeArgs {
     /// How activation ranges are chosen: minmax or percentile.
     #[arg(long, default_value_t = imgclass_model::Method::default())]
     pub method: imgclass_model::Method,
+    /// How weights are rounded: gptq (error feedback from the calibration
+    /// inputs) or nearest.
+    #[arg(long, default_value_t = imgclass_model::Rounding::default())]
+    pub rounding: imgclass_model::Rounding,
     /// Replace the target model if it exists.
     #[arg(long)]
     pub force: bool,
