@@ -89,10 +89,10 @@ pub struct EngineOptions {
     /// only (tract runs a call on one thread).
     pub latency_threads: usize,
     /// Let the latency session's threads spin between the operators of a
-    /// call (and briefly after it) before they sleep: faster lone requests
-    /// (c=1 p50 12–13 ms instead of 14–15.5 on a 2-vCPU EPYC), CPU burnt
-    /// only while it is the session in use, i.e. at low load. The per-core
-    /// sessions never spin.
+    /// call before they sleep: faster lone requests (c=1 p50 12–13 ms
+    /// instead of 14–15.5 on a 2-vCPU EPYC). They stop spinning as soon as
+    /// the call returns, so no core is burnt between requests. The
+    /// per-core sessions never spin.
     pub latency_spinning: bool,
     /// The ONNX Runtime shared library; `None` looks in the model home.
     pub ort_library: Option<PathBuf>,

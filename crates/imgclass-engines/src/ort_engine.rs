@@ -131,9 +131,14 @@ fn int8_may_saturate() -> bool {
     }
 }
 
+/// ONNX Runtime's session option that stops a pool's spinning as soon as
+/// the last running call returns.
+const FORCE_SPINNING_STOP: &str = "session.force_spinning_stop";
+
 /// One session of `model` with `threads` intra-op threads. Unless
 /// `spinning`, idle threads sleep instead of spinning: a spinning pool burns
 /// the cores the other sessions (and the image decoders) need between calls.
+/// With `spinning`, they spin only while a call runs.
 fn open_session(
     env: &ort::environment::Environment,
     model: &LoadedModel,
@@ -153,6 +158,16 @@ fn open_session(
     if cfg.engine.quantized && int8_may_saturate() {
         builder = builder
             .with_config_entry(X64_QUANT_PRECISION, "1")
+            .map_err(|e| fail(e.into()))?;
+    }
+    if spinning {
+        // Spin between the operators of a call only: once it returns the
+        // threads sleep at once, instead of spinning on for a while on the
+        // core the HTTP threads need to receive and decode the next upload.
+        // Measured (Intel Xeon, 2 vCPU): 3 MP BMP at c=4 52-56 -> 64 req/s,
+        // c=1 p50 unchanged (6.1-6.3 ms), c=16 unchanged.
+        builder = builder
+            .with_config_entry(FORCE_SPINNING_STOP, "1")
             .map_err(|e| fail(e.into()))?;
     }
     let session = builder

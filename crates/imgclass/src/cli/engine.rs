@@ -28,9 +28,9 @@ pub struct EngineArgs {
     #[arg(long, env = "IMGCLASS_LATENCY_THREADS")]
     pub latency_threads: Option<usize>,
     /// Let the latency session's threads spin between the operators of a
-    /// call (and briefly after it) before they sleep: a lone request's
-    /// answer is about 2 ms faster on two cores. The per-core sessions
-    /// never spin. `false`: the latency session sleeps at once too.
+    /// call (never after it returns): a lone request's answer is about 2 ms
+    /// faster on two cores. The per-core sessions never spin. `false`: the
+    /// latency session's threads sleep whenever they wait.
     #[arg(long, env = "IMGCLASS_LATENCY_SPINNING", default_value_t = true, action = clap::ArgAction::Set)]
     pub latency_spinning: bool,
     /// ONNX Runtime shared library (default: the one `model fetch` installed).
