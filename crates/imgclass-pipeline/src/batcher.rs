@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::gate::CpuGate;
 use crate::observer::{DropReason, Observer};
-use crate::tensor_pool::TensorPool;
+use crate::tensor_pool::{PooledTensor, TensorPool};
 
 /// How the batcher behaves.
 #[derive(Clone, Debug)]
@@ -70,7 +70,7 @@ pub(crate) enum BatchError {
 pub(crate) type Reply = oneshot::Receiver<Result<RawScores, BatchError>>;
 
 struct Job {
-    tensor: Vec<f32>,
+    tensor: PooledTensor,
     enqueued: Instant,
     deadline: Instant,
     reply: oneshot::Sender<Result<RawScores, BatchError>>,
@@ -83,7 +83,6 @@ struct Worker {
     gate: Arc<CpuGate>,
     config: BatchConfig,
     observer: Arc<dyn Observer>,
-    tensors: Arc<TensorPool>,
 }
 
 /// The queue and its workers.
@@ -118,7 +117,6 @@ impl Batcher {
             gate,
             config,
             observer,
-            tensors: tensors.clone(),
         });
         let workers = (0..shared.config.workers.max(1))
             .map(|i| {
@@ -138,15 +136,20 @@ impl Batcher {
         }
     }
 
-    /// Where the images' input buffers come from (and where the workers
-    /// give them back after their engine call).
+    /// Where the images' input buffers come from (they go back when the
+    /// workers are done with them, or wherever their request ends).
     pub fn tensor_pool(&self) -> Arc<TensorPool> {
         self.tensors.clone()
     }
 
     /// Queues one preprocessed image without waiting. The receiver yields
     /// its answer; dropping it tells the workers to skip the image.
-    pub fn submit(&self, tensor: Vec<f32>, deadline: Instant) -> Result<Reply, BatchError> {
+    pub fn submit(
+        &self,
+        tensor: impl Into<PooledTensor>,
+        deadline: Instant,
+    ) -> Result<Reply, BatchError> {
+        let tensor = tensor.into();
         debug_assert_eq!(tensor.len(), self.image_len);
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -161,10 +164,7 @@ impl Batcher {
         };
         match tx.try_send(job) {
             Ok(()) => Ok(answer),
-            Err(TrySendError::Full(job)) => {
-                self.tensors.give_back(job.tensor);
-                Err(BatchError::QueueFull)
-            }
+            Err(TrySendError::Full(_)) => Err(BatchError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(BatchError::Closed),
         }
     }
@@ -256,7 +256,7 @@ impl Worker {
             drop(cores);
             self.observer.batch(n, inference_time);
             for job in &mut jobs {
-                self.tensors.give_back(std::mem::take(&mut job.tensor));
+                job.tensor.release();
             }
             let outputs = match result {
                 Ok(Ok(out)) if out.len() == n * classes => Ok(out),
@@ -311,11 +311,9 @@ impl Worker {
         for job in jobs {
             if job.reply.is_closed() {
                 self.observer.dropped(DropReason::ClientGone);
-                self.tensors.give_back(job.tensor);
             } else if job.deadline <= now {
                 self.observer.dropped(DropReason::Deadline);
                 let _ = job.reply.send(Err(BatchError::Expired));
-                self.tensors.give_back(job.tensor);
             } else {
                 live.push(job);
             }

@@ -23,7 +23,7 @@ use crate::decode_pool::DecodePool;
 use crate::error::PipelineError;
 use crate::gate::CpuGate;
 use crate::observer::Observer;
-use crate::tensor_pool::TensorPool;
+use crate::tensor_pool::{PooledTensor, TensorPool};
 use crate::timings::Timings;
 
 /// How a pipeline batches and what it accepts.
@@ -109,7 +109,7 @@ pub struct Classified {
 
 struct Prepared {
     image: ImageInfo,
-    tensor: Vec<f32>,
+    tensor: PooledTensor,
     took: Duration,
 }
 
@@ -319,7 +319,7 @@ impl Pipeline {
                     t.len()
                 )));
             }
-            let replies = self.submit(tensors, deadline)?;
+            let replies = self.submit(tensors.into_iter().map(PooledTensor::from), deadline)?;
             self.collect(replies, deadline).await
         }
         .await;
@@ -369,13 +369,9 @@ impl Pipeline {
                 let started = Instant::now();
                 let id = hex::encode(Sha256::digest(&bytes));
                 let mut tensor = tensors.take();
-                let p = match pre.preprocess_into(&bytes, &mut tensor) {
-                    Ok(p) => p,
-                    Err(error) => {
-                        tensors.give_back(tensor);
-                        return Err(PipelineError::Image { index, error });
-                    }
-                };
+                let p = pre
+                    .preprocess_into(&bytes, &mut tensor)
+                    .map_err(|error| PipelineError::Image { index, error })?;
                 let took = started.elapsed();
                 observer.preprocessed(took);
                 Ok(Prepared {
@@ -424,7 +420,7 @@ impl Pipeline {
     /// already taken are dropped and the workers skip those images.
     fn submit(
         &self,
-        tensors: Vec<Vec<f32>>,
+        tensors: impl IntoIterator<Item = PooledTensor>,
         deadline: Deadline,
     ) -> Result<Vec<Reply>, PipelineError> {
         tensors
