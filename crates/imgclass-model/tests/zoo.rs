@@ -166,11 +166,11 @@ fn int8_models_agree_with_fp32_on_every_photo() {
         assert_eq!(held_out.photos, kit::held_out::PHOTOS.len());
         // The issue asks for 95%: 46 of 48. Measured (ORT, Intel Xeon): 45,
         // 47 and 46 with error-feedback rounding; 46, 45 and 47 to nearest
-        // (the same on AMD EPYC Zen 3 and Zen 4). Every miss is a photo whose fp32 top two
-        // are within ~0.03 of each other, where int8's mean |dp| of ~0.02
-        // decides, so a small change of the quantizer moves the count by a
-        // photo or two either way; 93% (45 of 48) is met today, and below
-        // it something broke.
+        // (the same on AMD EPYC Zen 3 and Zen 4). Every miss is a photo
+        // whose fp32 top two are within ~0.03 of each other, where int8's
+        // mean |dp| of ~0.02 decides, so a small change of the quantizer
+        // moves the count by a photo or two either way; 93% (45 of 48) is
+        // met today, and below it something broke.
         assert!(
             a.same_top1 * 100 >= a.photos * 93,
             "{int8}: top-1 equal on only {}/{} photos",

@@ -77,11 +77,7 @@ fn print_report(r: &FetchReport, home: &Path) {
             q.folded_activations,
             q.method,
             q.photos.len(),
-            if q.rounding == imgclass_model::Rounding::Nearest {
-                0
-            } else {
-                q.fed_back
-            },
+            q.fed_back,
             q.convs + q.gemms,
             q.rounding
         );

@@ -5,8 +5,9 @@
 //! What is kept per tensor is its range (min, max, a histogram) and, for
 //! the inputs of Conv/Gemm nodes, the mean of each channel, which bias
 //! correction needs (see `qdq`), and the second moments of their patches,
-//! which error-feedback rounding needs (see `hessian`). Sums run in a fixed order (photos in
-//! order, values in order), so the result depends on nothing but the inputs.
+//! which error-feedback rounding needs (see `hessian`). Sums run in a
+//! fixed order (photos in order, values in order), so the result depends
+//! on nothing but the inputs.
 
 use std::path::Path;
 use std::str::FromStr;

@@ -492,9 +492,9 @@ fn qdq_pair(t: &str) -> [Node; 2] {
 
 /// Builds the QDQ model from the fp32 one, the plan and what calibration
 /// saw of each planned activation.
-/// `hessians` are those of [`Plan::readers`], by node; with
-/// [`Rounding::Gptq`] the weights they describe are rounded with error
-/// feedback. Returns the model and how many weights were so rounded.
+/// `hessians` are those of [`Plan::readers`], by node (none for
+/// [`Rounding::Nearest`]): the weights they describe are rounded with
+/// error feedback. Returns the model and how many weights were so rounded.
 pub(super) fn rewrite(
     model: &Model,
     plan: &Plan,
@@ -569,7 +569,6 @@ pub(super) fn rewrite(
             let (nearest, s_w) = quantize_weights(&w_values, &w.dims, axis, &floor);
             let fed_back = hessians
                 .get(&i)
-                .filter(|_| rounding == Rounding::Gptq)
                 .and_then(|h| gptq::round_weights(&w_values, &w.dims, axis, &s_w, h, &nearest));
             rounded += usize::from(fed_back.is_some());
             let q = fed_back.unwrap_or(nearest);
@@ -828,7 +827,6 @@ mod tests {
         assert!(bias_shift(&[1.0, 2.0], &q, &s, &[1, 2, 1, 1], 0, 1, &[1.0]).is_err());
     }
 
-    /// x → Conv → Clip(0, 6) → Conv → Add(with first Clip) → GAP → Gemm.
     /// The rewrite with nearest rounding, min-max ranges and no Hessians.
     fn rewrite_nearest(m: &Model, p: &Plan, seen: &[Seen]) -> Model {
         rewrite(
@@ -843,6 +841,7 @@ mod tests {
         .0
     }
 
+    /// x → Conv → Clip(0, 6) → Conv → Add(with first Clip) → GAP → Gemm.
     fn tiny() -> Model {
         let conv = |name: &str, x: &str, w: &str, b: &str| Node {
             name: name.into(),
