@@ -82,14 +82,24 @@ struct Agreement {
     same_top1: usize,
     mean_dp: f32,
     max_dp: f32,
+    /// The widest fp32 margin (top-1 p − top-2 p) of a photo whose top-1
+    /// the int8 model changed.
+    widest_missed_margin: f32,
+    /// Photos named with their ImageNet class, and how many of them each
+    /// model gets right: (fp32 top-1, int8 top-1, fp32 top-5, int8 top-5).
+    labelled: usize,
+    right: [usize; 4],
 }
 
 impl Agreement {
-    fn add(&mut self, same: bool, dp: f32) {
+    fn add(&mut self, same: bool, dp: f32, margin: f32) {
         self.photos += 1;
         self.same_top1 += usize::from(same);
         self.mean_dp += dp;
         self.max_dp = self.max_dp.max(dp);
+        if !same {
+            self.widest_missed_margin = self.widest_missed_margin.max(margin);
+        }
     }
 
     fn merged(&self, other: &Agreement) -> Agreement {
@@ -98,17 +108,56 @@ impl Agreement {
             same_top1: self.same_top1 + other.same_top1,
             mean_dp: self.mean_dp + other.mean_dp,
             max_dp: self.max_dp.max(other.max_dp),
+            widest_missed_margin: self.widest_missed_margin.max(other.widest_missed_margin),
+            labelled: self.labelled + other.labelled,
+            right: std::array::from_fn(|i| self.right[i] + other.right[i]),
         }
     }
 
+    /// Scores both models against a photo's known class.
+    fn score(&mut self, class: usize, p32: &[f32], p8: &[f32]) {
+        self.labelled += 1;
+        let hits = [
+            top(p32, 1).contains(&class),
+            top(p8, 1).contains(&class),
+            top(p32, 5).contains(&class),
+            top(p8, 5).contains(&class),
+        ];
+        for (r, hit) in self.right.iter_mut().zip(hits) {
+            *r += usize::from(hit);
+        }
+    }
+
+    /// The Wilson score interval (95%) of the top-1 agreement rate: what
+    /// the count says about the rate on photos like these.
+    fn interval(&self) -> (f64, f64) {
+        let (n, z) = (self.photos.max(1) as f64, 1.96f64);
+        let p = self.same_top1 as f64 / n;
+        let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+        let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+        (centre - half, centre + half)
+    }
+
     fn line(&self) -> String {
+        let (lo, hi) = self.interval();
         format!(
-            "top-1 equal on {}/{} photos, mean |dp| {:.3}, max |dp| {:.3}",
+            "top-1 equal on {}/{} photos (95% interval {:.1}–{:.1}%), mean |dp| {:.3}, max |dp| {:.3}, widest fp32 margin of a changed top-1 {:.3}",
             self.same_top1,
             self.photos,
+            lo * 100.0,
+            hi * 100.0,
             self.mean_dp / self.photos.max(1) as f32,
-            self.max_dp
-        )
+            self.max_dp,
+            self.widest_missed_margin
+        ) + &if self.labelled > 0 {
+            let [t32, t8, f32_, f8] = self.right;
+            format!(
+                "; right on {} photos of known class: top-1 fp32 {t32}, int8 {t8}; top-5 fp32 {f32_}, int8 {f8}",
+                self.labelled
+            )
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -129,12 +178,18 @@ fn agreement(home: &std::path::Path, fp32: &str, int8: &str) -> (Agreement, Agre
         for (name, bytes) in photos {
             let p32 = softmax(&logits(e32.as_ref(), &m32, &bytes));
             let p8 = softmax(&logits(e8.as_ref(), &m8, &bytes));
-            let c = top(&p32, 1)[0];
+            let [c, second] = top(&p32, 2)[..] else {
+                unreachable!("1000 classes")
+            };
             let dp = (p8[c] - p32[c]).abs();
+            let margin = p32[c] - p32[second];
             let set = if held_out { &mut sets.1 } else { &mut sets.0 };
-            set.add(top(&p8, 1)[0] == c, dp);
+            set.add(top(&p8, 1)[0] == c, dp, margin);
+            if let Some(class) = kit::held_out::imagenet_class(&name) {
+                set.score(class, &p32, &p8);
+            }
             eprintln!(
-                "  {int8} {name:<24} fp32 top-1 {c:>3} p {:.3} | int8 top-1 {:>3} p {:.3}",
+                "  {int8} {name:<24} fp32 top-1 {c:>3} p {:.3} | int8 top-1 {:>3} p {:.3} | fp32 margin {margin:.3}",
                 p32[c],
                 top(&p8, 1)[0],
                 p8[c]
@@ -163,20 +218,37 @@ fn int8_models_agree_with_fp32_on_every_photo() {
             held_out.line()
         );
         assert_eq!(calibrated.photos, kit::PHOTOS.len());
-        assert_eq!(held_out.photos, kit::held_out::PHOTOS.len());
-        // The issue asks for 95%: 46 of 48. Measured (ORT, Intel Xeon): 45,
-        // 47 and 46 with error-feedback rounding; 46, 45 and 47 to nearest
-        // (the same on AMD EPYC Zen 3 and Zen 4). Every miss is a photo
-        // whose fp32 top two are within ~0.03 of each other, where int8's
-        // mean |dp| of ~0.02 decides, so a small change of the quantizer
-        // moves the count by a photo or two either way; 93% (45 of 48) is
-        // met today, and below it something broke.
+        assert_eq!(held_out.photos, kit::held_out::count());
+        // The issue asks for 95%. Measured on 96 photos (ORT, Intel Xeon):
+        // 93, 93 and 91 for Lite0/1/2 (96.9%, 96.9%, 94.8%; Wilson 95%
+        // intervals about 88–99% each). Every variant of the quantizer
+        // tried (rounding to nearest, other damping, percentile ranges, a
+        // float stem or Gemm, flipped calibration photos) lands within a
+        // few photos of this, and every miss so far is a photo whose fp32
+        // top two were within 0.05 of each other. 93% is met today; below
+        // it something broke.
         assert!(
             a.same_top1 * 100 >= a.photos * 93,
             "{int8}: top-1 equal on only {}/{} photos",
             a.same_top1,
             a.photos
         );
+        // int8 may settle a near-tie the other way, never overturn a clear
+        // answer (measured: widest margin of a changed top-1 0.045).
+        assert!(
+            a.widest_missed_margin < 0.1,
+            "{int8}: changed a top-1 that fp32 held by {:.3}",
+            a.widest_missed_margin
+        );
+        // The 20 foolbox photos named with their class: measured top-1
+        // 18 of 20 for every model, fp32 and int8 alike; top-5 19–20.
+        let [t32, t8, f32_, f8] = a.right;
+        assert_eq!(a.labelled, 20);
+        assert!(
+            f32_ >= 18 && f8 >= 18,
+            "{fp32}: top-5 right on {f32_}, int8 {f8}"
+        );
+        assert!(t8 + 1 >= t32, "{int8}: top-1 right on {t8}, fp32 {t32}");
         let mean_dp = a.mean_dp / a.photos as f32;
         assert!(mean_dp < 0.05, "{int8}: mean |dp| {mean_dp}");
         assert!(a.max_dp < 0.25, "{int8}: max |dp| {}", a.max_dp);
@@ -216,8 +288,8 @@ fn error_feedback_rounding_moves_lite1_less_than_nearest_rounding() {
     let (c, h) = agreement(home, base, "efficientnet-lite1-int8");
     let fed_back = c.merged(&h);
     eprintln!("nearest: {}\ngptq:    {}", plain.line(), fed_back.line());
-    // Measured: mean |dp| 0.021 to nearest, 0.017 with error feedback
-    // (0.017-0.018 at dampings 0.1-1).
+    // Measured on 96 photos: mean |dp| 0.022 to nearest, 0.017 with error
+    // feedback (0.018-0.020 at dampings 0.03-0.3).
     assert!(
         fed_back.mean_dp < 0.9 * plain.mean_dp,
         "mean |dp| with error feedback {} vs nearest {}",
