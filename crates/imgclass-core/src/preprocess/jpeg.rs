@@ -186,3 +186,28 @@ fn adobe_cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
         .flat_map(|p| [mul(p[0], p[3]), mul(p[1], p[3]), mul(p[2], p[3])])
         .collect()
 }
+
+#[cfg(test)]
+mod end_marker_tests {
+    use super::has_end;
+
+    #[test]
+    fn the_end_marker_must_follow_the_last_scan() {
+        let sos = [0xFF, 0xDA];
+        let eoi = [0xFF, 0xD9];
+        let file = |parts: &[&[u8]]| parts.concat();
+        assert!(has_end(&file(&[
+            &[0xFF, 0xD8],
+            &sos,
+            &[1, 0xFF, 0, 2],
+            &eoi
+        ])));
+        // Two scans (progressive): only the last one counts.
+        assert!(has_end(&file(&[&sos, &[1], &sos, &[2], &eoi])));
+        assert!(!has_end(&file(&[&sos, &[1], &eoi, &sos, &[2]])));
+        // Cut short: no end marker, or no scan at all.
+        assert!(!has_end(&file(&[&[0xFF, 0xD8], &sos, &[1, 2, 3]])));
+        assert!(!has_end(&file(&[&[0xFF, 0xD8], &eoi])));
+        assert!(!has_end(&[]));
+    }
+}
