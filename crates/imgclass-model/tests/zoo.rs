@@ -114,14 +114,14 @@ impl Agreement {
         }
     }
 
-    /// Scores both models against a photo's known class.
-    fn score(&mut self, class: usize, p32: &[f32], p8: &[f32]) {
+    /// Scores both models' top 5 (best first) against a photo's known class.
+    fn score(&mut self, class: usize, top32: &[usize], top8: &[usize]) {
         self.labelled += 1;
         let hits = [
-            top(p32, 1).contains(&class),
-            top(p8, 1).contains(&class),
-            top(p32, 5).contains(&class),
-            top(p8, 5).contains(&class),
+            top32[0] == class,
+            top8[0] == class,
+            top32.contains(&class),
+            top8.contains(&class),
         ];
         for (r, hit) in self.right.iter_mut().zip(hits) {
             *r += usize::from(hit);
@@ -178,21 +178,18 @@ fn agreement(home: &std::path::Path, fp32: &str, int8: &str) -> (Agreement, Agre
         for (name, bytes) in photos {
             let p32 = softmax(&logits(e32.as_ref(), &m32, &bytes));
             let p8 = softmax(&logits(e8.as_ref(), &m8, &bytes));
-            let [c, second] = top(&p32, 2)[..] else {
-                unreachable!("1000 classes")
-            };
+            let (top32, top8) = (top(&p32, 5), top(&p8, 5));
+            let (c, c8) = (top32[0], top8[0]);
             let dp = (p8[c] - p32[c]).abs();
-            let margin = p32[c] - p32[second];
+            let margin = p32[c] - p32[top32[1]];
             let set = if held_out { &mut sets.1 } else { &mut sets.0 };
-            set.add(top(&p8, 1)[0] == c, dp, margin);
+            set.add(c8 == c, dp, margin);
             if let Some(class) = kit::held_out::imagenet_class(&name) {
-                set.score(class, &p32, &p8);
+                set.score(class, &top32, &top8);
             }
             eprintln!(
-                "  {int8} {name:<24} fp32 top-1 {c:>3} p {:.3} | int8 top-1 {:>3} p {:.3} | fp32 margin {margin:.3}",
-                p32[c],
-                top(&p8, 1)[0],
-                p8[c]
+                "  {int8} {name:<24} fp32 top-1 {c:>3} p {:.3} | int8 top-1 {c8:>3} p {:.3} | fp32 margin {margin:.3}",
+                p32[c], p8[c]
             );
         }
     }

@@ -69,7 +69,7 @@ fn print_report(r: &FetchReport, home: &Path) {
     }
     if let Some(q) = &r.quantize {
         println!(
-            "quantized: {} Conv, {} Gemm, {} Add; {} activations ({} ReLU6 folded); {} calibration on {} photos; {} of {} weights rounded with {}",
+            "quantized: {} Conv, {} Gemm, {} Add; {} activations ({} ReLU6 folded); {} calibration on {} photos; {} rounding ({} of {} weights with error feedback)",
             q.convs,
             q.gemms,
             q.adds,
@@ -77,9 +77,9 @@ fn print_report(r: &FetchReport, home: &Path) {
             q.folded_activations,
             q.method,
             q.photos.len(),
+            q.rounding,
             q.fed_back,
-            q.convs + q.gemms,
-            q.rounding
+            q.convs + q.gemms
         );
         println!("onnx:      {:.1} MB", r.onnx_bytes as f64 / 1e6);
     } else {
